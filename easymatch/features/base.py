@@ -1,0 +1,74 @@
+"""What every feature provides to the input pipeline and the model."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+PAD_ID = -1
+
+
+class Feature(tf.Module):
+    """One configured feature: raw columns in, one model tensor out.
+
+    A `tf.Module` so that lookup tables are tracked into SavedModels.
+    """
+
+    def __init__(self, name: str, input_column: str, side: str) -> None:
+        super().__init__(name=None)
+        self.feature_name = name
+        self.input_column = input_column
+        self.side = side
+
+    @property
+    def is_sparse(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def is_sequence(self) -> bool:
+        return False
+
+    def column_kind(self) -> str:
+        """Returns "string" or "float": how the reader delivers the column."""
+        raise NotImplementedError
+
+    def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
+        raise NotImplementedError
+
+    def model_spec(self) -> dict:
+        """The plain-dict description `EmbeddingGroup` is built from."""
+        raise NotImplementedError
+
+
+def split_tokens(column: tf.Tensor, separator: str) -> tf.RaggedTensor:
+    """Splits a [B] string column, dropping empty tokens."""
+    tokens = tf.strings.split(column, sep=separator)
+    return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+
+
+def fill_empty_rows(tokens: tf.RaggedTensor, default: str) -> tf.RaggedTensor:
+    """Gives every row without tokens the single token `default`."""
+    if default == "":
+        return tokens
+    needs_default = tokens.row_lengths() == 0
+    filler = tf.RaggedTensor.from_row_lengths(
+        tf.fill([tf.reduce_sum(tf.cast(needs_default, tf.int32))], default),
+        tf.cast(needs_default, tf.int64),
+    )
+    return tf.concat([tokens, filler], axis=1)
+
+
+def pad_ids(ids: tf.RaggedTensor) -> tf.Tensor:
+    """Ragged ids → int64 [B, max(L, 1)] left-aligned, padded with -1.
+
+    At least one column so that pooling never sees a zero-width tensor.
+    """
+    width = tf.reduce_max(tf.concat([ids.row_lengths(), [1]], axis=0))
+    rows = ids.nrows()
+    return ids.to_tensor(default_value=PAD_ID, shape=tf.stack([rows, width]))
+
+
+def to_text(column: tf.Tensor) -> tf.Tensor:
+    """Serving requests carry ints as ints; the pipeline carries text."""
+    if column.dtype == tf.string:
+        return column
+    return tf.strings.as_string(column)

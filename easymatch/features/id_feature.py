@@ -1,0 +1,157 @@
+"""IdFeature: categorical values → embedding-row ids (SPEC §3.1)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import tensorflow as tf
+
+from easymatch.features.base import (
+    Feature,
+    fill_empty_rows,
+    pad_ids,
+    split_tokens,
+    to_text,
+)
+
+OOV_TOKEN = "<OOV>"
+
+
+class IdFeature(Feature):
+    """Hash buckets, integer buckets or a vocabulary, pooled sum or mean.
+
+    Exactly one size rule applies, first match wins: `hash_bucket_size`,
+    `num_buckets`, `vocab_list`, `vocab_dict`. With `fg_encoded` the column
+    already holds final ids joined by `separator`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        input_column: str,
+        embedding_dim: int,
+        *,
+        side: str = "user",
+        embedding_name: str = "",
+        hash_bucket_size: int = 0,
+        num_buckets: int = 0,
+        vocab_list: Sequence[str] = (),
+        vocab_dict: Mapping[str, int] | None = None,
+        default_bucketize_value: int | None = None,
+        default_value: str = "",
+        separator: str = "\x1d",
+        pooling: str = "sum",
+        fg_encoded: bool = False,
+        fg_encoded_default_value: str = "",
+    ) -> None:
+        super().__init__(name, input_column, side)
+        self.embedding_dim = embedding_dim
+        self.embedding_name = embedding_name or f"{name}_emb"
+        self.default_value = default_value
+        self.separator = separator
+        self.pooling = pooling
+        self.fg_encoded = fg_encoded
+        self.fg_encoded_default_value = fg_encoded_default_value
+        self._hash_bucket_size = hash_bucket_size
+        self._table: tf.lookup.StaticHashTable | None = None
+        if hash_bucket_size > 0:
+            self.num_embeddings = hash_bucket_size
+        elif num_buckets > 0:
+            self.num_embeddings = num_buckets
+        elif vocab_list:
+            self._build_vocab_list(vocab_list, default_bucketize_value)
+        elif vocab_dict:
+            self._build_vocab_dict(vocab_dict, default_bucketize_value)
+        else:
+            raise ValueError(
+                f"id_feature {name}: needs hash_bucket_size, num_buckets, "
+                "vocab_list or vocab_dict"
+            )
+
+    def _build_vocab_list(
+        self, vocab_list: Sequence[str], default_bucketize_value: int | None
+    ) -> None:
+        if default_bucketize_value is None:
+            # TorchEasyRec prepends the default and an OOV slot; a default
+            # that is also in the list keeps its later (vocab) position.
+            keys = [self.default_value, OOV_TOKEN, *vocab_list]
+            oov = 1
+        else:
+            keys = list(vocab_list)
+            oov = default_bucketize_value
+        mapping = {key: index for index, key in enumerate(keys)}
+        self.num_embeddings = len(keys)
+        self._table = _static_table(mapping, oov)
+
+    def _build_vocab_dict(
+        self, vocab_dict: Mapping[str, int], default_bucketize_value: int | None
+    ) -> None:
+        oov = 1 if default_bucketize_value is None else default_bucketize_value
+        mapping = dict(vocab_dict)
+        if self.default_value:
+            mapping[self.default_value] = 0
+        self.num_embeddings = max(max(mapping.values()), oov) + 1
+        self._table = _static_table(mapping, oov)
+
+    @property
+    def is_sparse(self) -> bool:
+        return True
+
+    def column_kind(self) -> str:
+        return "string"
+
+    def bucketize(self, tokens: tf.Tensor) -> tf.Tensor:
+        """Flat string tokens → flat int64 ids."""
+        if self.fg_encoded:
+            return self._checked_ids(tf.strings.to_number(tokens, tf.int64))
+        if self._hash_bucket_size > 0:
+            return tf.strings.to_hash_bucket_fast(
+                tokens, self._hash_bucket_size
+            )
+        if self._table is not None:
+            return self._table.lookup(tokens)
+        return self._checked_ids(tf.strings.to_number(tokens, tf.int64))
+
+    def _checked_ids(self, ids: tf.Tensor) -> tf.Tensor:
+        in_range = tf.logical_and(ids >= 0, ids < self.num_embeddings)
+        check = tf.debugging.Assert(
+            tf.reduce_all(in_range),
+            [
+                f'feature "{self.feature_name}" (column '
+                f'"{self.input_column}"): id out of range '
+                f"[0, {self.num_embeddings}):",
+                tf.boolean_mask(ids, tf.logical_not(in_range))[:1],
+            ],
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(ids)
+
+    def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
+        column = to_text(columns[self.input_column])
+        default = (
+            self.fg_encoded_default_value
+            if self.fg_encoded
+            else self.default_value
+        )
+        tokens = fill_empty_rows(split_tokens(column, self.separator), default)
+        return pad_ids(tokens.with_flat_values(self.bucketize(tokens.values)))
+
+    def model_spec(self) -> dict:
+        return {
+            "name": self.feature_name,
+            "kind": "sparse",
+            "embedding_name": self.embedding_name,
+            "num_embeddings": self.num_embeddings,
+            "embedding_dim": self.embedding_dim,
+            "pooling": self.pooling,
+        }
+
+
+def _static_table(
+    mapping: Mapping[str, int], oov: int
+) -> tf.lookup.StaticHashTable:
+    keys = tf.constant(list(mapping.keys()), tf.string)
+    values = tf.constant(list(mapping.values()), tf.int64)
+    return tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(keys, values), default_value=oov
+    )
