@@ -1,0 +1,261 @@
+"""Feature groups: embed, pool and concatenate features into one tensor."""
+
+import dataclasses
+import json
+from typing import Any
+
+import keras
+from keras import ops
+
+from easymatch.layers.embedding_tables import EmbeddingTables
+from easymatch.layers.pooling_encoder import PoolingEncoder
+
+FEATURE_POOLINGS = ("sum", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Embedded:
+    """A feature as one group reads it; `table` is empty for dense ones."""
+
+    name: str
+    dim: int
+    table: str = ""
+    pooling: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoder:
+    """A sequence encoder and the sequence group it reads."""
+
+    key: str
+    sequence_group: str
+    features: tuple[_Embedded, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Group:
+    features: tuple[_Embedded, ...]
+    encoders: tuple[_Encoder, ...]
+    feature_dims: tuple[tuple[str, int], ...]
+
+
+def _check_feature(spec: dict[str, Any]) -> None:
+    name = spec.get("name")
+    if not name:
+        raise ValueError(f"A feature has no name: {spec}.")
+    kind = spec.get("kind")
+    if kind == "dense":
+        if int(spec.get("value_dim", 0)) <= 0:
+            raise ValueError(f"Dense feature {name!r} needs value_dim > 0.")
+    elif kind == "sparse":
+        for key in ("embedding_name", "num_embeddings", "embedding_dim"):
+            if not spec.get(key):
+                raise ValueError(f"Sparse feature {name!r} needs {key!r}.")
+        if spec.get("pooling", "sum") not in FEATURE_POOLINGS:
+            raise ValueError(
+                f"Feature {name!r}: pooling must be one of "
+                f"{FEATURE_POOLINGS}, got {spec['pooling']!r}."
+            )
+    else:
+        raise ValueError(
+            f"Feature {name!r}: kind must be 'sparse' or 'dense', got {kind!r}."
+        )
+
+
+@keras.saving.register_keras_serializable(package="easymatch")
+class EmbeddingGroup(keras.layers.Layer):
+    """Turns feature tensors into one `[B, D]` tensor per group (SPEC §3.2).
+
+    A group's tensor is its features in `feature_names` order (sparse ones
+    embedded and pooled over their ids, dense ones as they are), followed
+    by its sequence encoders' outputs in the order listed. Each group reads
+    only its own features, so groups may have different row counts.
+
+    Args:
+        features: one dict per feature, either
+            `{"name", "kind": "sparse", "embedding_name", "num_embeddings",
+            "embedding_dim", "pooling": "sum" | "mean"}` or
+            `{"name", "kind": "dense", "value_dim"}`.
+        groups: one dict per group: `{"name", "feature_names",
+            "sequence_groups": [{"name", "feature_names"}],
+            "sequence_encoders": [{"input", "pooling_type",
+            "max_seq_length"}], "embedding_name_suffix"}`; the last three
+            may be left out.
+        **kwargs: passed to `keras.layers.Layer`.
+
+    Call arguments:
+        features: dict feature name → int64 ids `[B, L]` padded with -1
+            (sparse) or float `[B, value_dim]` (dense).
+
+    Returns:
+        dict group name → float `[B, group_total_dim(group)]`.
+    """
+
+    def __init__(
+        self,
+        features: list[dict[str, Any]],
+        groups: list[dict[str, Any]],
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        # A JSON round trip copies the specs and proves get_config can be
+        # saved.
+        self.features = json.loads(json.dumps(list(features)))
+        self.groups = json.loads(json.dumps(list(groups)))
+        self._specs: dict[str, dict[str, Any]] = {}
+        for spec in self.features:
+            _check_feature(spec)
+            if spec["name"] in self._specs:
+                raise ValueError(f"Feature {spec['name']!r} is listed twice.")
+            self._specs[spec["name"]] = spec
+        # table name → (table spec, first feature using it)
+        self._table_users: dict[str, tuple[dict[str, int], str]] = {}
+        self._plans: dict[str, _Group] = {}
+        self._encoders: dict[str, PoolingEncoder] = {}
+        sequence_group_names: set[str] = set()
+        for group in self.groups:
+            if group["name"] in self._plans:
+                raise ValueError(f"Group {group['name']!r} is listed twice.")
+            self._plans[group["name"]] = self._plan_group(
+                group, sequence_group_names
+            )
+        self._tables = EmbeddingTables(
+            {table: spec for table, (spec, _) in self._table_users.items()},
+            name="embedding_tables",
+        )
+        self.built = True
+
+    def _embedded(self, group: str, feature: str, suffix: str) -> _Embedded:
+        spec = self._specs.get(feature)
+        if spec is None:
+            raise ValueError(
+                f"Group {group!r} uses unknown feature {feature!r}."
+            )
+        if spec["kind"] == "dense":
+            return _Embedded(feature, int(spec["value_dim"]))
+        table = spec["embedding_name"] + (f"_{suffix}" if suffix else "")
+        table_spec = {
+            "num_embeddings": int(spec["num_embeddings"]),
+            "embedding_dim": int(spec["embedding_dim"]),
+        }
+        known_spec, user = self._table_users.setdefault(
+            table, (table_spec, feature)
+        )
+        if known_spec != table_spec:
+            raise ValueError(
+                f"Features {user!r} and {feature!r} share embedding table "
+                f"{table!r} but disagree on its shape: {known_spec} vs "
+                f"{table_spec}."
+            )
+        return _Embedded(
+            feature,
+            table_spec["embedding_dim"],
+            table,
+            spec.get("pooling", "sum"),
+        )
+
+    def _plan_group(self, group: dict[str, Any], seen: set[str]) -> _Group:
+        name = group["name"]
+        suffix = group.get("embedding_name_suffix", "")
+        features = tuple(
+            self._embedded(name, f, suffix) for f in group["feature_names"]
+        )
+        dims = [(f.name, f.dim) for f in features]
+        sequences: dict[str, tuple[_Embedded, ...]] = {}
+        for sequence_group in group.get("sequence_groups", []):
+            seq_name = sequence_group["name"]
+            if seq_name in seen:
+                raise ValueError(f"Sequence group {seq_name!r} is not unique.")
+            seen.add(seq_name)
+            seq_features = tuple(
+                self._embedded(name, f, suffix)
+                for f in sequence_group["feature_names"]
+            )
+            if not seq_features or any(not f.table for f in seq_features):
+                raise ValueError(
+                    f"Sequence group {seq_name!r} needs sparse features only."
+                )
+            sequences[seq_name] = seq_features
+        encoders = []
+        for i, encoder in enumerate(group.get("sequence_encoders", [])):
+            key = f"{name}_seq_encoder_{i}"
+            seq_name = encoder.get("input", "")
+            if seq_name not in sequences:
+                raise ValueError(
+                    f"{key}: input {seq_name!r} is not a sequence group of "
+                    f"group {name!r}."
+                )
+            self._encoders[key] = PoolingEncoder(
+                pooling_type=encoder.get("pooling_type", "mean"),
+                max_seq_length=encoder.get("max_seq_length", 0),
+                name=key,
+            )
+            encoders.append(_Encoder(key, seq_name, sequences[seq_name]))
+            dims.append((key, sum(f.dim for f in sequences[seq_name])))
+        unused = set(sequences) - {e.sequence_group for e in encoders}
+        if unused:
+            raise ValueError(
+                f"Sequence groups {sorted(unused)} of group {name!r} have "
+                "no sequence encoder."
+            )
+        if not dims:
+            raise ValueError(f"Group {name!r} has no features.")
+        return _Group(features, tuple(encoders), tuple(dims))
+
+    @property
+    def embedding_variables(self) -> list[keras.Variable]:
+        """The embedding table variables (for the sparse optimizer)."""
+        return self._tables.embedding_variables
+
+    def group_feature_dims(self, group_name: str) -> dict[str, int]:
+        """Ordered feature name → output dim, then `<group>_seq_encoder_<i>`."""
+        return dict(self._plans[group_name].feature_dims)
+
+    def group_total_dim(self, group_name: str) -> int:
+        """Width of the group tensor: the sum of `group_feature_dims`."""
+        return sum(dim for _, dim in self._plans[group_name].feature_dims)
+
+    def _pooled(self, features: dict[str, Any], feature: _Embedded) -> Any:
+        value = features[feature.name]
+        if not feature.table:
+            return ops.cast(value, self.compute_dtype)
+        pooled = ops.sum(self._tables.lookup(feature.table, value), axis=-2)
+        if feature.pooling == "sum":
+            return pooled
+        count = ops.sum(
+            ops.cast(ops.greater_equal(value, 0), pooled.dtype),
+            axis=-1,
+            keepdims=True,
+        )
+        return pooled / ops.maximum(count, 1.0)
+
+    def _encoded(self, features: dict[str, Any], encoder: _Encoder) -> Any:
+        sequence = ops.concatenate(
+            [
+                self._tables.lookup(f.table, features[f.name])
+                for f in encoder.features
+            ],
+            axis=-1,
+        )
+        first_ids = features[encoder.features[0].name]
+        length = ops.sum(
+            ops.cast(ops.greater_equal(first_ids, 0), "int32"), axis=-1
+        )
+        return self._encoders[encoder.key](sequence, length)
+
+    def call(self, features: dict[str, Any]) -> dict[str, Any]:
+        outputs = {}
+        for name, plan in self._plans.items():
+            parts = [self._pooled(features, f) for f in plan.features]
+            parts += [self._encoded(features, e) for e in plan.encoders]
+            outputs[name] = ops.concatenate(parts, axis=-1)
+        return outputs
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        # Keras wraps list and dict attributes in tracking types.
+        config.update(
+            features=json.loads(json.dumps(self.features)),
+            groups=json.loads(json.dumps(self.groups)),
+        )
+        return config
