@@ -1,0 +1,140 @@
+"""Checks of model_config: model, towers, losses, metrics."""
+
+from __future__ import annotations
+
+from easymatch.config.features import FeatureInfo, sampler_config
+from easymatch.config.report import Reporter
+from easymatch.config.validate_groups import validate_groups
+from easymatch.protos import model_pb2, module_pb2, pipeline_pb2, simi_pb2
+
+_ACTIVATIONS = (
+    "nn.ReLU",
+    "nn.Sigmoid",
+    "nn.Tanh",
+    "nn.LeakyReLU",
+    "nn.GELU",
+    "nn.SiLU",
+)
+
+
+def validate_model(
+    config: pipeline_pb2.EasyRecConfig,
+    features: dict[str, FeatureInfo],
+    report: Reporter,
+) -> None:
+    model_config = config.model_config
+    kind = model_config.WhichOneof("model")
+    if kind is None:
+        report.fail("model_config", "no model set; use dssm or dssm_v2")
+    has_sampler = sampler_config(config.data_config) is not None
+    sides = validate_groups(model_config, features, has_sampler, report)
+    model = getattr(model_config, kind)
+    path = f"model_config.{kind}"
+    for tower_name, side in (("user_tower", "user"), ("item_tower", "item")):
+        tower = getattr(model, tower_name)
+        tower_path = f"{path}.{tower_name}"
+        if tower.input not in sides:
+            report.fail(
+                f"{tower_path}.input",
+                f'group "{tower.input}" is not defined in '
+                "model_config.feature_groups",
+            )
+        if has_sampler and sides[tower.input] != side:
+            report.fail(
+                f"{tower_path}.input",
+                f'group "{tower.input}" is {sides[tower.input]}-side; the '
+                f"{tower_name} needs {side}-side features (item-side: an "
+                "input column is in the sampler's attr_fields)",
+            )
+        if tower.HasField("mlp"):
+            _validate_mlp(f"{tower_path}.mlp", tower.mlp, report)
+    if model.similarity == simi_pb2.EUCLID:
+        report.fail(
+            f"{path}.similarity",
+            "EUCLID is not supported (TorchEasyRec computes it as an inner "
+            "product); use INNER_PRODUCT or COSINE",
+        )
+    if not model.temperature > 0:
+        report.fail(f"{path}.temperature", "must be > 0")
+    if not has_sampler and not model.in_batch_negative:
+        report.fail(
+            f"{path}.in_batch_negative",
+            "must be true without a sampler in data_config, "
+            "otherwise there are no negatives",
+        )
+    if kind == "dssm_v2" and not config.data_config.force_base_data_group:
+        report.fail(
+            "data_config.force_base_data_group", "must be true for dssm_v2"
+        )
+    _validate_heads(model_config, report)
+
+
+def _validate_mlp(path: str, mlp: module_pb2.MLP, report: Reporter) -> None:
+    if any(units == 0 for units in mlp.hidden_units):
+        report.fail(f"{path}.hidden_units", "must be > 0")
+    layers, ratios = len(mlp.hidden_units), len(mlp.dropout_ratio)
+    if ratios not in (0, 1, layers):
+        report.fail(
+            f"{path}.dropout_ratio",
+            f"has {ratios} values; expected 0, 1 or {layers} "
+            "(one per hidden layer)",
+        )
+    if any(not 0 <= ratio < 1 for ratio in mlp.dropout_ratio):
+        report.fail(f"{path}.dropout_ratio", "values must be in [0, 1)")
+    if mlp.use_bn and mlp.use_ln:
+        report.fail(f"{path}.use_ln", "use_bn and use_ln cannot both be true")
+    activation = mlp.activation.split("(", 1)[0].strip()
+    if activation and activation not in _ACTIVATIONS:
+        report.fail(
+            f"{path}.activation",
+            f'"{mlp.activation}" is not supported; use "" or one of '
+            + ", ".join(_ACTIVATIONS),
+        )
+
+
+def _validate_heads(
+    model_config: model_pb2.ModelConfig, report: Reporter
+) -> None:
+    """Losses, metrics and variational dropout (SPEC §3.5, §3.7, §6)."""
+    losses = model_config.losses
+    if len(losses) != 1:
+        report.fail(
+            "model_config.losses",
+            "expected exactly one loss, softmax_cross_entropy; "
+            f"got {len(losses)}",
+            at="model_config.losses[1]",
+        )
+    if not losses[0].HasField("softmax_cross_entropy"):
+        report.fail(
+            "model_config.losses[0]",
+            "no loss set; use softmax_cross_entropy {}",
+        )
+    if losses[0].softmax_cross_entropy.label_smoothing != 0:
+        report.fail(
+            "model_config.losses[0].softmax_cross_entropy.label_smoothing",
+            "must be 0 (TorchEasyRec's match models ignore it)",
+        )
+    for name in ("metrics", "train_metrics"):
+        for i, metric in enumerate(getattr(model_config, name)):
+            path = f"model_config.{name}[{i}]"
+            if not metric.HasField("recall_at_k"):
+                report.fail(path, "no metric set; use recall_at_k")
+            if metric.recall_at_k.top_k == 0:
+                report.fail(f"{path}.recall_at_k.top_k", "must be > 0")
+    for i, metric in enumerate(model_config.train_metrics):
+        path = f"model_config.train_metrics[{i}]"
+        if not 0 <= metric.decay_rate <= 1:
+            report.fail(f"{path}.decay_rate", "must be in [0, 1]")
+        if metric.decay_step == 0:
+            report.fail(f"{path}.decay_step", "must be > 0")
+    if model_config.HasField("variational_dropout"):
+        dropout = model_config.variational_dropout
+        path = "model_config.variational_dropout"
+        if dropout.regularization_lambda < 0:
+            report.fail(f"{path}.regularization_lambda", "must be >= 0")
+        if dropout.embedding_wise_variational_dropout:
+            report.warn(
+                f"{path}.embedding_wise_variational_dropout",
+                "has no effect (as in TorchEasyRec); "
+                "feature-wise dropout is used",
+            )
