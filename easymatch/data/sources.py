@@ -1,0 +1,82 @@
+"""Per-file readers: files as projected Arrow record batches, by piece.
+
+A file is split into pieces (Parquet row groups; a CSV file is one piece,
+see csv_source.py) so that pieces can be read in parallel and skipped by
+their metadata row counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from easymatch.errors import DataError
+
+# Row batches handed to the converter: big enough to amortize per-call
+# overhead, small enough to keep workers' queues light.
+MIN_CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A unit of parallel reading: a Parquet row group or a whole CSV."""
+
+    path: str
+    row_group: int | None
+    first_row: int  # 0-based index of the piece's first row in its file
+    num_rows: int | None  # None: unknown until the file is read (CSV)
+
+
+def check_columns(path: str, names: Sequence[str], have: list[str]) -> None:
+    for name in names:
+        if name not in have:
+            raise DataError(
+                f"{path}: column {name!r} not found "
+                f"(columns: {', '.join(have)})"
+            )
+
+
+class ParquetSource:
+    """Reads the projected columns of Parquet files by row group."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self._names = list(names)
+
+    def pieces(self, path: str) -> list[Piece]:
+        try:
+            meta = pq.read_metadata(path)
+            schema = meta.schema.to_arrow_schema()
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{path}: not a readable Parquet file: {e}") from e
+        check_columns(path, self._names, schema.names)
+        pieces, first = [], 0
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            pieces.append(Piece(path, i, first, n))
+            first += n
+        return pieces
+
+    def read(
+        self, piece: Piece, skip: int, chunk_rows: int
+    ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Yields (0-based file row of the batch's first row, batch)."""
+        row = piece.first_row
+        try:
+            pf = pq.ParquetFile(piece.path)
+            batches = pf.iter_batches(
+                max(chunk_rows, MIN_CHUNK_ROWS),
+                row_groups=[piece.row_group],
+                columns=self._names,
+                use_threads=True,
+            )
+            for batch in batches:
+                drop = min(skip, len(batch))
+                skip -= drop
+                if drop < len(batch):
+                    yield row + drop, batch.slice(drop)
+                row += len(batch)
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{piece.path}: cannot read Parquet: {e}") from e
