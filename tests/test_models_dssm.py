@@ -122,6 +122,7 @@ def in_batch_dataset(num_rows: int = 64, batch_size: int = 16):
 
 
 def test_fit_with_two_optimizers_updates_tables_and_lowers_loss():
+    keras.utils.set_random_seed(0)
     model = make_dssm(
         in_batch_negative=True, similarity="COSINE", temperature=0.1
     )

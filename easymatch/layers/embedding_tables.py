@@ -5,7 +5,7 @@ import math
 from typing import Any
 
 import keras
-from keras import ops
+import tensorflow as tf
 
 _REQUIRED_KEYS = ("num_embeddings", "embedding_dim")
 
@@ -73,15 +73,22 @@ class EmbeddingTables(keras.layers.Layer):
         return list(self._variables_by_table.values())
 
     def lookup(self, table_name: str, ids: Any) -> Any:
-        """Embeds int ids `[..., L]` into `[..., L, dim]`; ids < 0 give 0."""
+        """Embeds int ids `[..., L]` into `[..., L, dim]`; ids < 0 give 0.
+
+        Only valid ids are gathered, from the variable itself: the gradient
+        is a tf.IndexedSlices over exactly the looked-up rows, so row-sparse
+        optimizers touch neither the rest of the table nor a padding row,
+        and no step reads the whole table.
+        """
         table = self._variables_by_table[table_name]
-        valid = ops.greater_equal(ids, 0)
-        # A gather on the variable keeps the gradient row-sparse
-        # (tf.IndexedSlices), which row-sparse optimizers rely on.
-        embeddings = ops.take(table, ops.where(valid, ids, 0), axis=0)
-        embeddings = ops.cast(embeddings, self.compute_dtype)
-        mask = ops.expand_dims(ops.cast(valid, self.compute_dtype), -1)
-        return embeddings * mask
+        ids = tf.convert_to_tensor(ids)
+        valid = ids >= 0
+        rows = tf.gather(table.value, tf.boolean_mask(ids, valid))
+        shape = tf.concat(
+            [tf.shape(ids, out_type=tf.int64), [table.shape[-1]]], axis=0
+        )
+        embeddings = tf.scatter_nd(tf.where(valid), rows, shape)
+        return tf.cast(embeddings, self.compute_dtype)
 
     def call(self, ids: dict[str, Any]) -> dict[str, Any]:
         return {name: self.lookup(name, value) for name, value in ids.items()}

@@ -1,0 +1,137 @@
+"""feature_configs → a FeatureSet of the features the model's groups use.
+
+Names, input columns and sides come from `easymatch.config.iter_features`,
+the one place that answers them for readers, validation and features.
+"""
+
+from __future__ import annotations
+
+from easymatch.config import iter_features
+from easymatch.config.features import FeatureInfo
+from easymatch.errors import ConfigError
+from easymatch.features.base import Feature
+from easymatch.features.feature_set import FeatureSet
+from easymatch.features.id_feature import IdFeature
+from easymatch.features.raw_feature import RawFeature
+from easymatch.features.sequence_feature import SequenceIdFeature
+from easymatch.protos import data_pb2
+
+UNSUPPORTED_ID_FIELDS = ("weighted", "init_fn")
+
+
+def used_feature_names(config) -> set[str]:
+    names: set[str] = set()
+    for group in config.model_config.feature_groups:
+        names.update(group.feature_names)
+        for sequence_group in group.sequence_groups:
+            names.update(sequence_group.feature_names)
+    return names
+
+
+def build_feature_set(config, names: set[str] | None = None) -> FeatureSet:
+    """Features named in `names` (default: those the feature groups use)."""
+    if names is None:
+        names = used_feature_names(config)
+    data = config.data_config
+    fg_encoded = data.fg_mode == data_pb2.FG_NONE
+    separator = data.fg_encoded_multival_sep if fg_encoded else None
+    return FeatureSet(
+        [
+            _build(info, fg_encoded, separator)
+            for info in iter_features(config)
+            if info.name in names
+        ]
+    )
+
+
+def _build(info: FeatureInfo, fg_encoded: bool, separator: str | None):
+    try:
+        if info.is_id:
+            return _id_feature(info, fg_encoded, separator)
+        if info.is_sequence:
+            raise ConfigError(
+                f"{info.path}: sequence raw feature {info.name!r} is not "
+                "supported yet"
+            )
+        return _raw_feature(info, fg_encoded, separator)
+    except ValueError as error:
+        raise ConfigError(f"{info.path}: {error}") from None
+
+
+def _id_feature(info: FeatureInfo, fg_encoded: bool, separator: str | None):
+    proto = info.proto
+    for field in UNSUPPORTED_ID_FIELDS:
+        if proto.HasField(field) and getattr(proto, field):
+            raise ConfigError(
+                f"{info.path}.{field}: not supported yet (feature "
+                f"{info.name!r})"
+            )
+    if proto.HasField("trainable") and not proto.trainable:
+        raise ConfigError(
+            f"{info.path}.trainable: frozen tables are not supported yet "
+            f"(feature {info.name!r})"
+        )
+    kwargs = dict(
+        side=info.side,
+        embedding_name=proto.embedding_name or f"{info.name}_emb",
+        hash_bucket_size=proto.hash_bucket_size,
+        num_buckets=proto.num_buckets,
+        vocab_list=list(proto.vocab_list),
+        vocab_dict=dict(proto.vocab_dict),
+        default_bucketize_value=(
+            proto.default_bucketize_value
+            if proto.HasField("default_bucketize_value")
+            else None
+        ),
+        default_value=proto.default_value,
+        separator=separator or proto.separator,
+        pooling=proto.pooling,
+        fg_encoded=fg_encoded,
+        fg_encoded_default_value=proto.fg_encoded_default_value,
+    )
+    column = info.input_columns[0]
+    if info.is_sequence:
+        return SequenceIdFeature(
+            info.name,
+            column,
+            proto.embedding_dim,
+            sequence_length=info.sequence_length,
+            sequence_delim=info.sequence_delim,
+            **kwargs,
+        )
+    return IdFeature(info.name, column, proto.embedding_dim, **kwargs)
+
+
+def _raw_feature(
+    info: FeatureInfo, fg_encoded: bool, separator: str | None
+) -> Feature:
+    proto = info.proto
+    column = info.input_columns[0]
+    embedding_name = proto.embedding_name or f"{info.name}_emb"
+    if fg_encoded and proto.boundaries:
+        # FG_NONE inputs already hold the bucket ids.
+        return IdFeature(
+            info.name,
+            column,
+            proto.embedding_dim,
+            side=info.side,
+            embedding_name=embedding_name,
+            num_buckets=len(proto.boundaries) + 1,
+            separator=separator,
+            pooling=proto.pooling,
+            fg_encoded=True,
+            fg_encoded_default_value=proto.fg_encoded_default_value,
+        )
+    return RawFeature(
+        info.name,
+        column,
+        side=info.side,
+        value_dim=proto.value_dim,
+        boundaries=list(proto.boundaries),
+        embedding_dim=proto.embedding_dim,
+        embedding_name=embedding_name,
+        default_value=proto.default_value,
+        separator=separator or proto.separator,
+        normalizer=proto.normalizer,
+        pooling=proto.pooling,
+    )

@@ -1,0 +1,45 @@
+"""python -m easymatch.train_eval: train, checkpoint and evaluate."""
+
+from __future__ import annotations
+
+from easymatch import cli
+
+
+def main(args) -> None:
+    from easymatch.training.loop import train_and_evaluate
+
+    config = cli.load_config(
+        args,
+        model_dir=args.model_dir,
+        train_input_path=args.train_input_path,
+        eval_input_path=args.eval_input_path,
+    )
+    if args.fine_tune_checkpoint:
+        config.train_config.fine_tune_checkpoint = args.fine_tune_checkpoint
+    train_and_evaluate(
+        config, ignore_restore_optimizer=args.ignore_restore_optimizer
+    )
+
+
+def build_parser():
+    parser = cli.parser(__doc__)
+    parser.add_argument("--model_dir", default=None)
+    parser.add_argument("--train_input_path", default=None)
+    parser.add_argument("--eval_input_path", default=None)
+    parser.add_argument(
+        "--continue_train",
+        action="store_true",
+        help="accepted for TorchEasyRec compatibility: training always "
+        "resumes from the latest checkpoint in model_dir",
+    )
+    parser.add_argument("--fine_tune_checkpoint", default=None)
+    parser.add_argument(
+        "--ignore_restore_optimizer",
+        action="store_true",
+        help="on resume, restore weights and step but not optimizer slots",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser().parse_args())

@@ -1,0 +1,75 @@
+"""Evaluation: loss and Recall@K over an eval input, with or without a fit."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from easymatch.data.dataset import batch_transform, make_dataset, make_reader
+from easymatch.errors import DataError, data_error_from_tf
+from easymatch.features import FeatureSet
+from easymatch.models.match_model import MatchModel
+
+
+def eval_distributed_dataset(
+    config,
+    feature_set: FeatureSet,
+    strategy: tf.distribute.Strategy,
+    input_path: str,
+):
+    transform = batch_transform(config, feature_set)
+
+    def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        reader = make_reader(config, feature_set, input_path, training=False)
+        return make_dataset(
+            reader, transform, num_epochs=1, input_context=context
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+class Evaluator:
+    """Evaluates a model repeatedly, tracing its test step only once."""
+
+    def __init__(
+        self,
+        model: MatchModel,
+        config,
+        feature_set: FeatureSet,
+        strategy: tf.distribute.Strategy,
+    ) -> None:
+        self.model = model
+        self.config = config
+        self.feature_set = feature_set
+        self.strategy = strategy
+
+        @tf.function
+        def test_step(iterator):
+            return strategy.run(model.test_step, args=(next(iterator),))
+
+        self._test_step = test_step
+
+    def __call__(self, input_path: str) -> dict[str, float]:
+        """Metrics over the input (eval_config.num_steps batches if set)."""
+        dataset = eval_distributed_dataset(
+            self.config, self.feature_set, self.strategy, input_path
+        )
+        max_steps = self.config.eval_config.num_steps or None
+        for metric in self.model.metrics:
+            metric.reset_state()
+        logs: dict = {}
+        iterator = iter(dataset)
+        step = 0
+        try:
+            while max_steps is None or step < max_steps:
+                logs = self._test_step(iterator)
+                step += 1
+        except tf.errors.OutOfRangeError:
+            pass
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+            raise data_error_from_tf(e) from None
+        if not logs:
+            raise DataError(f"{input_path}: the eval input has no rows")
+        return {
+            name: float(self.strategy.experimental_local_results(value)[0])
+            for name, value in logs.items()
+        }
