@@ -1,4 +1,4 @@
-"""easymatch: TorchEasyRec's match (retrieval) stack on TensorFlow 2 / Keras 3."""
+"""easymatch: TorchEasyRec's match stack on TensorFlow 2 / Keras 3."""
 
 from setuptools import find_packages, setup
 

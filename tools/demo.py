@@ -1,6 +1,6 @@
 """The README's demo: generate data, train, evaluate, compare with random.
 
-python tools/demo.py [--output_dir data/demo] [--model_dir experiments/dssm_demo]
+python tools/demo.py [--output_dir DIR] [--model_dir DIR]
 """
 
 from __future__ import annotations
