@@ -66,7 +66,7 @@ def cast_or_raise(
     first_row: int,
     type_name: str,
 ) -> pa.Array:
-    """Casts text to a number; an error names the 1-based data row.
+    """Casts text to ``target``; an error names the 1-based data row.
 
     ``first_row`` is the 0-based index of ``values[0]`` in its file.
     """
