@@ -1,0 +1,1 @@
+"""Benchmarks behind tools/bench.py: each returns a dict of figures."""

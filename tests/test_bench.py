@@ -1,0 +1,34 @@
+"""tools/bench.py --quick runs and reports every field (values unchecked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_quick_bench_prints_all_fields(tmp_path):
+    output = tmp_path / "bench.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tools" / "bench.py"),
+            "--quick",
+            "--data_dir",
+            str(tmp_path / "data"),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed == json.loads(output.read_text())
+    for key in ("pipeline", "train", "table_step_ms", "peak_rss_mb"):
+        assert key in printed
+    assert printed["train"]["1024"]["examples_per_sec"] > 0
+    assert set(printed["table_step_ms"]) == {"10000", "1000000"}

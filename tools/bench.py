@@ -1,0 +1,90 @@
+"""Benchmarks; prints one JSON object and writes it to --output.
+
+python tools/bench.py [--quick] [--only train,pipeline,tables]
+    [--data_dir DIR] [--output bench.json]
+
+Figures are measured here, on this machine, and never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from gen_taobao_data import generate  # noqa: E402
+
+from easymatch.bench import training  # noqa: E402
+
+TAOBAO_CONFIG = os.path.join(ROOT, "samples", "dssm_taobao.config")
+PARTS = ("pipeline", "train", "tables")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=",".join(PARTS))
+    parser.add_argument("--data_dir", default="data/bench")
+    parser.add_argument("--output", default="bench.json")
+    args = parser.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    unknown = sorted(set(parts) - set(PARTS))
+    if unknown:
+        parser.error(f"unknown parts {unknown}; choose from {PARTS}")
+    quick = args.quick
+    started = time.perf_counter()
+    rows = 40_000 if quick else 400_000
+    data_dir = os.path.join(args.data_dir, "quick" if quick else "full")
+    if not os.path.exists(os.path.join(data_dir, "train.parquet")):
+        generate(
+            data_dir,
+            num_users=100_000,
+            num_items=50_000,
+            num_rows=rows,
+            seed=0,
+        )
+    result: dict = {"quick": quick, "machine_cores": os.cpu_count()}
+    batch_sizes = [1024] if quick else [1024, 8192]
+    if "pipeline" in parts:
+        result["pipeline"] = {
+            str(b): training.pipeline_throughput(
+                training.taobao_config(TAOBAO_CONFIG, data_dir, b),
+                batches=5 if quick else 30,
+            )
+            for b in batch_sizes
+        }
+    if "train" in parts:
+        result["train"] = {
+            str(b): training.training_throughput(
+                training.taobao_config(TAOBAO_CONFIG, data_dir, b),
+                steps=5 if quick else 30,
+            )
+            for b in batch_sizes
+        }
+    if "tables" in parts:
+        sizes = [10_000, 1_000_000] if quick else [10_000, 1_000_000, 10**7]
+        step_ms = training.table_scaling(
+            sizes, batch_size=1024, steps=5 if quick else 30
+        )
+        result["table_step_ms"] = step_ms
+        result["table_step_ratio_largest_vs_10k"] = (
+            step_ms[str(sizes[-1])] / step_ms[str(sizes[0])]
+        )
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["peak_rss_mb"] = peak_kib / 1024.0
+    result["seconds"] = time.perf_counter() - started
+    text = json.dumps(result, sort_keys=True)
+    with open(args.output, "w") as handle:
+        handle.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
