@@ -6,6 +6,7 @@ from easymatch import cli
 
 
 def main(args) -> None:
+    from easymatch.export.exporter import make_exporter
     from easymatch.training.loop import train_and_evaluate
 
     config = cli.load_config(
@@ -16,8 +17,12 @@ def main(args) -> None:
     )
     if args.fine_tune_checkpoint:
         config.train_config.fine_tune_checkpoint = args.fine_tune_checkpoint
+    # With export_config, towers are exported to model_dir/export/ after
+    # evaluations (docs/export.md).
     train_and_evaluate(
-        config, ignore_restore_optimizer=args.ignore_restore_optimizer
+        config,
+        ignore_restore_optimizer=args.ignore_restore_optimizer,
+        after_evaluation=make_exporter(config),
     )
 
 

@@ -1,1 +1,4 @@
-"""export."""
+"""Export: tower SavedModels for TF Serving, exporters, predict, item index.
+
+See docs/export.md.
+"""

@@ -1,0 +1,55 @@
+"""python -m easymatch.export: export the user and item towers.
+
+Writes `<export_dir>/user` and `<export_dir>/item`, TF SavedModels taking
+the raw input columns (docs/export.md). The checkpoint is
+--checkpoint_path, else the best one by export_config for exporter_type
+"best", else the latest in model_dir.
+"""
+
+from __future__ import annotations
+
+from easymatch import cli
+
+
+def main(args) -> None:
+    from easymatch.export.export_model import export
+
+    config = cli.load_config(args, model_dir=args.model_dir)
+    paths = export(
+        config,
+        args.checkpoint_path,
+        args.export_dir,
+        item_input_path=args.item_input_path,
+        asset_files=[p for p in (args.asset_files or "").split(",") if p],
+    )
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+
+
+def build_parser():
+    parser = cli.parser(__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", default=None)
+    parser.add_argument(
+        "--checkpoint_path",
+        default=None,
+        help="checkpoint prefix or directory (default: per export_config)",
+    )
+    parser.add_argument(
+        "--export_dir", required=True, help="must not exist yet"
+    )
+    parser.add_argument(
+        "--asset_files",
+        default=None,
+        help="comma-separated files copied into each tower directory",
+    )
+    parser.add_argument(
+        "--item_input_path",
+        default=None,
+        help="item corpus: warmup rows of the item tower, and the items of "
+        "export_dir/item_index",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    cli.run(main, build_parser().parse_args())

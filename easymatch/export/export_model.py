@@ -1,0 +1,225 @@
+"""Export: a checkpoint → `<export_dir>/{user,item}` tower SavedModels.
+
+Layout of an export directory (docs/export.md):
+
+    user/, item/             SavedModels with `serving_default` (raw
+                             columns) and `tf_example` (serialized protos)
+      pipeline.config        the config, for predict
+      assets.extra/tf_serving_warmup_requests
+    item_index/              with an item corpus (write_item_index)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from collections.abc import Sequence
+
+import numpy as np
+
+from easymatch.config import save_pipeline_config
+from easymatch.errors import DataError, EasyMatchError
+from easymatch.export.atomic import atomic_directory
+from easymatch.export.inputs import (
+    arrow_types,
+    make_table_reader,
+    reader_kinds,
+    signature_batches,
+    typed_column,
+)
+from easymatch.export.predictor import TowerRunner
+from easymatch.export.scann_index import build_index
+from easymatch.export.signatures import column_dtypes
+from easymatch.export.tower_module import SIDES, TowerExport
+from easymatch.export.warmup import write_warmup
+from easymatch.features import FeatureSet
+from easymatch.features.builder import build_feature_set
+from easymatch.models.builder import build_model, group_kwargs
+from easymatch.models.dssm import group_feature_names
+from easymatch.models.match_model import MatchModel
+from easymatch.protos import simi_pb2
+from easymatch.training import checkpoints
+
+logger = logging.getLogger("easymatch")
+
+PIPELINE_CONFIG = "pipeline.config"
+ITEM_INDEX = "item_index"
+# Rows read for the warmup records (the first complete ones are used).
+WARMUP_READ_ROWS = 64
+INDEX_BATCH_SIZE = 1024
+
+
+def select_checkpoint(config, checkpoint_path: str | None) -> str:
+    """The flag's checkpoint; else (SPEC §3.10) for exporter_type "best"
+    the evaluated checkpoint still on disk with the best
+    best_exporter_metric; else, or without one, the latest in model_dir."""
+    if checkpoint_path:
+        return checkpoints.resolve_checkpoint(checkpoint_path)
+    export = config.export_config
+    if export.exporter_type == "best":
+        metric = export.best_exporter_metric
+        sign = 1.0 if export.metric_larger_is_better else -1.0
+        scored = {}
+        for result in checkpoints.read_eval_results(config.model_dir):
+            prefix = os.path.join(
+                config.model_dir,
+                f"{checkpoints.CHECKPOINT_NAME}-{result['global_step']}",
+            )
+            value = result.get(metric)
+            if value is None or math.isnan(value):
+                continue
+            if os.path.exists(f"{prefix}.index"):
+                # A later evaluation of the same step replaces an earlier.
+                scored[prefix] = (sign * value, result["global_step"])
+        if scored:
+            # The latest step wins a tie.
+            return max(scored, key=scored.__getitem__)
+        logger.warning(
+            "no evaluated checkpoint with %s in %s; exporting the latest",
+            metric,
+            config.model_dir,
+        )
+    return checkpoints.resolve_checkpoint(config.model_dir)
+
+
+def tower_features(config, feature_set: FeatureSet, side: str) -> FeatureSet:
+    """The features of the group the `side` tower reads."""
+    model_config = config.model_config
+    params = getattr(model_config, model_config.WhichOneof("model"))
+    name = getattr(params, f"{side}_tower").input
+    (group,) = [g for g in model_config.feature_groups if g.group_name == name]
+    return feature_set.subset(group_feature_names(group_kwargs(group)))
+
+
+def load_model(config, checkpoint: str) -> MatchModel:
+    """A fresh model holding the checkpoint's weights (no optimizers)."""
+    model = build_model(config, build_feature_set(config))
+    checkpoints.restore(model, checkpoint, with_optimizers=False)
+    return model
+
+
+def write_towers(
+    model: MatchModel,
+    config,
+    directory: str,
+    *,
+    item_input_path: str | None = None,
+    asset_files: Sequence[str] = (),
+) -> dict[str, str]:
+    """Writes both towers (and an item index) into `directory`.
+
+    Returns name → path. Input dtypes come from the training data's
+    schema; the warmup rows from the training data, or for the item tower
+    from `item_input_path` when given.
+    """
+    feature_set = build_feature_set(config)
+    data = config.data_config
+    types = arrow_types(config.train_input_path, data)
+    paths = {}
+    for side in SIDES:
+        features = tower_features(config, feature_set, side)
+        dtypes = column_dtypes(features.input_columns(), types)
+        path = os.path.join(directory, side)
+        TowerExport(model, features, side, dtypes).save(path)
+        save_pipeline_config(config, os.path.join(path, PIPELINE_CONFIG))
+        for asset in asset_files:
+            shutil.copy(asset, path)
+        rows_path = (item_input_path if side == "item" else None) or (
+            config.train_input_path
+        )
+        reader = make_table_reader(
+            data, rows_path, reader_kinds(dtypes), WARMUP_READ_ROWS
+        )
+        first = next(signature_batches(reader, dtypes), None)
+        if first is None:
+            raise DataError(f"{rows_path}: no rows for the warmup requests")
+        write_warmup(path, first[0])
+        paths[side] = path
+    if item_input_path:
+        paths[ITEM_INDEX] = write_item_index(
+            directory, paths["item"], item_input_path, config
+        )
+    return paths
+
+
+def export(
+    config,
+    checkpoint_path: str | None,
+    export_dir: str,
+    item_input_path: str | None = None,
+    asset_files: Sequence[str] = (),
+) -> dict[str, str]:
+    """Exports the selected checkpoint; returns name → final path.
+
+    `export_dir` must not exist; it appears only once complete.
+    """
+    if os.path.exists(export_dir):
+        raise EasyMatchError(f"{export_dir}: already exists")
+    for asset in asset_files:
+        if not os.path.isfile(asset):
+            raise EasyMatchError(f"{asset}: asset file not found")
+    checkpoint = select_checkpoint(config, checkpoint_path)
+    logger.info("exporting %s", checkpoint)
+    model = load_model(config, checkpoint)
+    with atomic_directory(export_dir) as tmp:
+        written = write_towers(
+            model,
+            config,
+            tmp,
+            item_input_path=item_input_path,
+            asset_files=asset_files,
+        )
+    final = os.path.abspath(export_dir)
+    return {
+        name: os.path.join(final, os.path.relpath(path, tmp))
+        for name, path in written.items()
+    }
+
+
+def item_id_field(config) -> str:
+    """The corpus' item id column: the sampler's item_id_field, else the
+    input column of the item tower's first feature (in config order)."""
+    data = config.data_config
+    kind = data.WhichOneof("sampler")
+    if kind is not None:
+        return getattr(data, kind).item_id_field
+    features = tower_features(config, build_feature_set(config), "item")
+    return next(iter(features.input_columns()))
+
+
+def item_embeddings(
+    item_saved_model: str, item_input_path: str, config
+) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, embeddings) of every corpus row, via the exported item tower."""
+    runner = TowerRunner(item_saved_model)
+    id_field = item_id_field(config)
+    kinds = reader_kinds(runner.dtypes)
+    kinds.setdefault(id_field, "string")
+    reader = make_table_reader(
+        config.data_config, item_input_path, kinds, INDEX_BATCH_SIZE
+    )
+    id_type = arrow_types(item_input_path, config.data_config).get(id_field)
+    ids, embeddings = [], []
+    for batch, extra in signature_batches(reader, runner.dtypes, [id_field]):
+        ids.append(typed_column(extra[id_field], id_type).to_numpy(False))
+        embeddings.append(runner(batch))
+    if not ids:
+        raise EasyMatchError(f"{item_input_path}: the item corpus is empty")
+    return np.concatenate(ids), np.concatenate(embeddings)
+
+
+def write_item_index(
+    export_dir: str, item_saved_model: str, item_input_path: str, config
+) -> str:
+    """Embeds the item corpus with the exported item tower and writes a
+    ScaNN index of it to `<export_dir>/item_index`; returns that path."""
+    ids, embeddings = item_embeddings(item_saved_model, item_input_path, config)
+    model_config = config.model_config
+    params = getattr(model_config, model_config.WhichOneof("model"))
+    similarity = simi_pb2.Similarity.Name(params.similarity)
+    path = os.path.join(export_dir, ITEM_INDEX)
+    build_index(embeddings, ids, similarity).save(path)
+    logger.info("indexed %d items in %s", len(ids), path)
+    return path
