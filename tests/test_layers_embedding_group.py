@@ -249,11 +249,11 @@ def test_shared_table_disagreement_names_both_features():
                 {
                     "name": "g",
                     "feature_names": ["a"],
-                    "sequence_groups": [{"name": "s", "feature_names": ["d"]}],
+                    "sequence_groups": [{"name": "s", "feature_names": ["w"]}],
                     "sequence_encoders": [{"input": "s"}],
                 }
             ],
-            "sparse features only",
+            "none of them weighted",
         ),
         (
             [
@@ -265,8 +265,9 @@ def test_shared_table_disagreement_names_both_features():
     ],
 )
 def test_bad_groups_raise(groups, message):
+    weighted = {**sparse("w", "w_emb"), "weighted": True}
     with pytest.raises(ValueError, match=message):
-        EmbeddingGroup([sparse("a", "a_emb"), dense("d")], groups)
+        EmbeddingGroup([sparse("a", "a_emb"), dense("d"), weighted], groups)
 
 
 def test_bad_features_raise():
@@ -276,3 +277,61 @@ def test_bad_features_raise():
         EmbeddingGroup([sparse("x", "x_emb", pooling="max")], [])
     with pytest.raises(ValueError, match="twice"):
         EmbeddingGroup([dense("x"), dense("x")], [])
+
+
+@pytest.mark.parametrize(
+    "pooling, expected",
+    [
+        # Row 0: 0.5 * row 1 + 2 * row 2; mean divides by the 2 ids.
+        ("sum", [[4.5, 45.0], [0.0, 0.0], [-4.0, -40.0]]),
+        ("mean", [[2.25, 22.5], [0.0, 0.0], [-4.0, -40.0]]),
+    ],
+)
+def test_weighted_pooling_scales_each_id(pooling, expected):
+    spec = {**sparse("a", "a_emb", pooling=pooling), "weighted": True}
+    layer = EmbeddingGroup([spec], [{"name": "g", "feature_names": ["a"]}])
+    _set_rows(layer, "a_emb")
+    weights = np.array([[0.5, 2.0, 0.0], [0.0] * 3, [-1.0, 0.0, 0.0]])
+    out = layer({"a": IDS, "a__weight": weights.astype("float32")})["g"]
+    np.testing.assert_allclose(_np(out), expected)
+
+
+def test_dense_sequence_features_join_per_position_with_their_length():
+    layer = EmbeddingGroup(
+        [dense("p", 2), sparse("s", "s_emb", dim=1)],
+        [
+            {
+                "name": "g",
+                "feature_names": [],
+                "sequence_groups": [{"name": "q", "feature_names": ["p", "s"]}],
+                "sequence_encoders": [{"input": "q", "pooling_type": "mean"}],
+            }
+        ],
+    )
+    _set_rows(layer, "s_emb")
+    values = np.array([[[1, 2], [3, 4], [0, 0]], [[0, 0]] * 3], "float32")
+    out = layer(
+        {
+            "p": values,
+            # The length comes from the first feature, here the dense one.
+            "p__length": np.array([2, 0], "int32"),
+            "s": np.array([[1, 5, -1], [-1, -1, -1]], "int64"),
+        }
+    )["g"]
+    np.testing.assert_allclose(_np(out), [[2.0, 3.0, 3.0], [0.0, 0.0, 0.0]])
+    assert layer.group_feature_dims("g") == {"g_seq_encoder_0": 3}
+
+
+def test_group_names_computes_only_those_groups():
+    layer = EmbeddingGroup(
+        [sparse("a", "a_emb"), dense("d")],
+        [
+            {"name": "g1", "feature_names": ["a"]},
+            {"name": "g2", "feature_names": ["d"]},
+        ],
+    )
+    # g1's features are absent: only g2 is computed.
+    out = layer({"d": np.ones((4, 1), "float32")}, group_names=["g2"])
+    assert list(out) == ["g2"]
+    with pytest.raises(ValueError, match="Unknown groups"):
+        layer({"d": np.ones((4, 1), "float32")}, group_names=["g3"])

@@ -17,6 +17,7 @@ from easymatch.layers import (
     PoolingEncoder,
     VariationalDropout,
 )
+from easymatch.models.tower import MatchTower
 
 RNG = np.random.default_rng(0)
 
@@ -97,6 +98,69 @@ def _embedding_group() -> tuple[keras.layers.Layer, Any, Any]:
     return layer, inputs, values
 
 
+def _embedding_group_weighted_dense_sequence() -> tuple[
+    keras.layers.Layer, Any, Any
+]:
+    layer = EmbeddingGroup(
+        [
+            {
+                "name": "w",
+                "kind": "sparse",
+                "embedding_name": "w_emb",
+                "num_embeddings": 10,
+                "embedding_dim": 2,
+                "pooling": "mean",
+                "weighted": True,
+            },
+            {"name": "p", "kind": "dense", "value_dim": 2},
+            {
+                "name": "q",
+                "kind": "sparse",
+                "embedding_name": "q_emb",
+                "num_embeddings": 4,
+                "embedding_dim": 3,
+            },
+        ],
+        [
+            {
+                "name": "g",
+                "feature_names": ["w"],
+                "sequence_groups": [{"name": "s", "feature_names": ["p", "q"]}],
+                "sequence_encoders": [{"input": "s", "pooling_type": "mean"}],
+            }
+        ],
+    )
+    inputs = {
+        "w": keras.Input((3,), dtype="int64", name="w"),
+        "w__weight": keras.Input((3,), name="w__weight"),
+        "p": keras.Input((4, 2), name="p"),
+        "p__length": keras.Input((), dtype="int32", name="p__length"),
+        "q": keras.Input((4,), dtype="int64", name="q"),
+    }
+    values = {
+        "w": np.array([[1, 2, -1], [-1, -1, -1]], "int64"),
+        "w__weight": np.array([[0.5, 2.0, 0.0], [0.0, 0.0, 0.0]], "float32"),
+        "p": np.array(
+            [[[1, 2], [3, 4], [0, 0], [0, 0]], [[0, 0]] * 4], "float32"
+        ),
+        "p__length": np.array([2, 0], "int32"),
+        "q": np.array([[3, 1, -1, -1], [-1] * 4], "int64"),
+    }
+    return layer, inputs, values
+
+
+def _match_tower() -> tuple[keras.layers.Layer, Any, Any]:
+    layer = MatchTower(
+        [2, 3],
+        mlp={"hidden_units": [4], "use_ln": True},
+        output_dim=3,
+        similarity="COSINE",
+        variational_dropout={"regularization_lambda": 0.1},
+    )
+    layer.build((None, 5))
+    return layer, keras.Input((5,)), RNG.normal(size=(3, 5)).astype("float32")
+
+
 def _mlp() -> tuple[keras.layers.Layer, Any, Any]:
     layer = MLP([4, 3], activation="nn.GELU", use_bn=True, dropout_ratio=[0.5])
     return layer, keras.Input((6,)), RNG.normal(size=(3, 6)).astype("float32")
@@ -111,8 +175,12 @@ CASES: dict[str, Callable[[], tuple[keras.layers.Layer, Any, Any]]] = {
     "embedding_tables": _embedding_tables,
     "pooling_encoder": _pooling_encoder,
     "embedding_group": _embedding_group,
+    "embedding_group_weighted_dense_sequence": (
+        _embedding_group_weighted_dense_sequence
+    ),
     "mlp": _mlp,
     "variational_dropout": _variational_dropout,
+    "match_tower": _match_tower,
 }
 
 

@@ -8,7 +8,10 @@ from easymatch.features.base import Feature
 from easymatch.features.feature_set import FeatureSet
 from easymatch.features.id_feature import IdFeature
 from easymatch.features.raw_feature import RawFeature
-from easymatch.features.sequence_feature import SequenceIdFeature
+from easymatch.features.sequence_feature import (
+    SequenceIdFeature,
+    SequenceRawFeature,
+)
 
 __all__ = [
     "Feature",
@@ -16,4 +19,5 @@ __all__ = [
     "IdFeature",
     "RawFeature",
     "SequenceIdFeature",
+    "SequenceRawFeature",
 ]

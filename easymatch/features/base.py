@@ -32,7 +32,17 @@ class Feature(tf.Module):
         raise NotImplementedError
 
     def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The feature's own tensor (ids or values)."""
         raise NotImplementedError
+
+    def outputs(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Every tensor the model reads for this feature, by key.
+
+        The feature's own tensor under its name, plus companions for
+        weighted ids (`<name>__weight`) and dense sequences
+        (`<name>__length`).
+        """
+        return {self.feature_name: self.transform(columns)}
 
     def model_spec(self) -> dict:
         """The plain-dict description `EmbeddingGroup` is built from."""

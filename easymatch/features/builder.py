@@ -13,10 +13,11 @@ from easymatch.features.base import Feature
 from easymatch.features.feature_set import FeatureSet
 from easymatch.features.id_feature import IdFeature
 from easymatch.features.raw_feature import RawFeature
-from easymatch.features.sequence_feature import SequenceIdFeature
+from easymatch.features.sequence_feature import (
+    SequenceIdFeature,
+    SequenceRawFeature,
+)
 from easymatch.protos import data_pb2
-
-UNSUPPORTED_ID_FIELDS = ("weighted", "init_fn")
 
 
 def used_feature_names(config) -> set[str]:
@@ -48,11 +49,6 @@ def _build(info: FeatureInfo, fg_encoded: bool, separator: str | None):
     try:
         if info.is_id:
             return _id_feature(info, fg_encoded, separator)
-        if info.is_sequence:
-            raise ConfigError(
-                f"{info.path}: sequence raw feature {info.name!r} is not "
-                "supported yet"
-            )
         return _raw_feature(info, fg_encoded, separator)
     except ValueError as error:
         raise ConfigError(f"{info.path}: {error}") from None
@@ -60,12 +56,10 @@ def _build(info: FeatureInfo, fg_encoded: bool, separator: str | None):
 
 def _id_feature(info: FeatureInfo, fg_encoded: bool, separator: str | None):
     proto = info.proto
-    for field in UNSUPPORTED_ID_FIELDS:
-        if proto.HasField(field) and getattr(proto, field):
-            raise ConfigError(
-                f"{info.path}.{field}: not supported yet (feature "
-                f"{info.name!r})"
-            )
+    if proto.HasField("init_fn") and proto.init_fn:
+        raise ConfigError(
+            f"{info.path}.init_fn: not supported yet (feature {info.name!r})"
+        )
     if proto.HasField("trainable") and not proto.trainable:
         raise ConfigError(
             f"{info.path}.trainable: frozen tables are not supported yet "
@@ -88,6 +82,7 @@ def _id_feature(info: FeatureInfo, fg_encoded: bool, separator: str | None):
         pooling=proto.pooling,
         fg_encoded=fg_encoded,
         fg_encoded_default_value=proto.fg_encoded_default_value,
+        weighted=proto.weighted,
     )
     column = info.input_columns[0]
     if info.is_sequence:
@@ -108,9 +103,18 @@ def _raw_feature(
     proto = info.proto
     column = info.input_columns[0]
     embedding_name = proto.embedding_name or f"{info.name}_emb"
+    sequence = (
+        {
+            "sequence_length": info.sequence_length,
+            "sequence_delim": info.sequence_delim,
+        }
+        if info.is_sequence
+        else {}
+    )
     if fg_encoded and proto.boundaries:
         # FG_NONE inputs already hold the bucket ids.
-        return IdFeature(
+        id_class = SequenceIdFeature if info.is_sequence else IdFeature
+        return id_class(
             info.name,
             column,
             proto.embedding_dim,
@@ -121,8 +125,10 @@ def _raw_feature(
             pooling=proto.pooling,
             fg_encoded=True,
             fg_encoded_default_value=proto.fg_encoded_default_value,
+            **sequence,
         )
-    return RawFeature(
+    raw_class = SequenceRawFeature if info.is_sequence else RawFeature
+    return raw_class(
         info.name,
         column,
         side=info.side,
@@ -132,6 +138,8 @@ def _raw_feature(
         embedding_name=embedding_name,
         default_value=proto.default_value,
         separator=separator or proto.separator,
-        normalizer=proto.normalizer,
+        # FG_NONE values were normalized when they were generated.
+        normalizer="" if fg_encoded else proto.normalizer,
         pooling=proto.pooling,
+        **sequence,
     )

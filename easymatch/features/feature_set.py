@@ -49,10 +49,11 @@ class FeatureSet(tf.Module):
         return kinds
 
     def transform(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        return {
-            feature.feature_name: feature.transform(columns)
-            for feature in self.features
-        }
+        """Every feature's `outputs`: its tensor and any companions."""
+        tensors: dict[str, tf.Tensor] = {}
+        for feature in self.features:
+            tensors.update(feature.outputs(columns))
+        return tensors
 
     def model_specs(self) -> list[dict]:
         return [feature.model_spec() for feature in self.features]

@@ -13,6 +13,7 @@ from easymatch.features.base import (
     split_tokens,
     to_text,
 )
+from easymatch.layers.embedding_group import WEIGHT_SUFFIX
 
 OOV_TOKEN = "<OOV>"
 
@@ -23,6 +24,10 @@ class IdFeature(Feature):
     Exactly one size rule applies, first match wins: `hash_bucket_size`,
     `num_buckets`, `vocab_list`, `vocab_dict`. With `fg_encoded` the column
     already holds final ids joined by `separator`.
+
+    A `weighted` feature's values are "id:weight" pairs; a value without
+    ":" (e.g. the default) weighs 1. Its `outputs` add float32 weights
+    `[B, L]` (0 at padding) under `<name>__weight`.
     """
 
     def __init__(
@@ -43,8 +48,10 @@ class IdFeature(Feature):
         pooling: str = "sum",
         fg_encoded: bool = False,
         fg_encoded_default_value: str = "",
+        weighted: bool = False,
     ) -> None:
         super().__init__(name, input_column, side)
+        self.weighted = weighted
         self.embedding_dim = embedding_dim
         self.embedding_name = embedding_name or f"{name}_emb"
         self.default_value = default_value
@@ -127,6 +134,9 @@ class IdFeature(Feature):
             return tf.identity(ids)
 
     def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
+        return self.outputs(columns)[self.feature_name]
+
+    def outputs(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         column = to_text(columns[self.input_column])
         default = (
             self.fg_encoded_default_value
@@ -134,10 +144,21 @@ class IdFeature(Feature):
             else self.default_value
         )
         tokens = fill_empty_rows(split_tokens(column, self.separator), default)
-        return pad_ids(tokens.with_flat_values(self.bucketize(tokens.values)))
+        if not self.weighted:
+            ids = self.bucketize(tokens.values)
+            return {self.feature_name: pad_ids(tokens.with_flat_values(ids))}
+        keys, weights = split_weights(tokens.values)
+        ids = pad_ids(tokens.with_flat_values(self.bucketize(keys)))
+        padded_weights = tokens.with_flat_values(weights).to_tensor(
+            0.0, shape=tf.shape(ids)
+        )
+        return {
+            self.feature_name: ids,
+            self.feature_name + WEIGHT_SUFFIX: padded_weights,
+        }
 
     def model_spec(self) -> dict:
-        return {
+        spec = {
             "name": self.feature_name,
             "kind": "sparse",
             "embedding_name": self.embedding_name,
@@ -145,6 +166,22 @@ class IdFeature(Feature):
             "embedding_dim": self.embedding_dim,
             "pooling": self.pooling,
         }
+        if self.weighted:
+            spec["weighted"] = True
+        return spec
+
+
+def split_weights(tokens: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """ "id:weight" tokens → (id text, float32 weight); no ":" weighs 1.
+
+    Splits at the last ":", so ids may contain ":" themselves.
+    """
+    weighted = tf.strings.regex_full_match(tokens, ".*:.*")
+    weights = tf.strings.regex_replace(tokens, "^.*:", "")
+    return (
+        tf.strings.regex_replace(tokens, ":[^:]*$", ""),
+        tf.strings.to_number(tf.where(weighted, weights, "1"), tf.float32),
+    )
 
 
 def _static_table(

@@ -69,34 +69,40 @@ class RawFeature(Feature):
         """float32 [B, value_dim] after defaults and the normalizer."""
         column = columns[self.input_column]
         if column.dtype == tf.string:
-            tokens = split_tokens(column, self.separator)
-            lengths = tokens.row_lengths()
-            empty = lengths == 0
-            check = tf.debugging.Assert(
-                tf.reduce_all(empty | (lengths == self.value_dim)),
-                [
-                    f'feature "{self.feature_name}" (column '
-                    f'"{self.input_column}"): expected {self.value_dim} '
-                    "values, got a row with",
-                    tf.boolean_mask(lengths, ~empty)[:1],
-                ],
-            )
-            with tf.control_dependencies([check]):
-                parsed = tf.strings.to_number(tokens, tf.float32)
-            dense = parsed.to_tensor(0.0, shape=[None, self.value_dim])
-            values = tf.where(
-                empty[:, None],
-                tf.constant([self.default_values], tf.float32),
-                dense,
-            )
-        else:
-            values = tf.cast(tf.reshape(column, [-1, 1]), tf.float32)
-            values = tf.where(
-                tf.math.is_nan(values),
-                tf.constant([self.default_values], tf.float32),
-                values,
-            )
+            return self._normalize(self.parse_text(column))
+        values = tf.cast(tf.reshape(column, [-1, 1]), tf.float32)
+        values = tf.where(
+            tf.math.is_nan(values),
+            tf.constant([self.default_values], tf.float32),
+            values,
+        )
         return self._normalize(values)
+
+    def parse_text(self, texts: tf.Tensor) -> tf.Tensor:
+        """[N] texts of `value_dim` numbers → float32 [N, value_dim].
+
+        An empty text takes the default; no normalizer is applied.
+        """
+        tokens = split_tokens(texts, self.separator)
+        lengths = tokens.row_lengths()
+        empty = lengths == 0
+        check = tf.debugging.Assert(
+            tf.reduce_all(empty | (lengths == self.value_dim)),
+            [
+                f'feature "{self.feature_name}" (column '
+                f'"{self.input_column}"): expected {self.value_dim} '
+                "values, got a row with",
+                tf.boolean_mask(lengths, ~empty)[:1],
+            ],
+        )
+        with tf.control_dependencies([check]):
+            parsed = tf.strings.to_number(tokens, tf.float32)
+        dense = parsed.to_tensor(0.0, shape=[None, self.value_dim])
+        return tf.where(
+            empty[:, None],
+            tf.constant([self.default_values], tf.float32),
+            dense,
+        )
 
     def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
         values = self.values(columns)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -11,6 +12,9 @@ from easymatch.layers.embedding_tables import EmbeddingTables
 from easymatch.layers.pooling_encoder import PoolingEncoder
 
 FEATURE_POOLINGS = ("sum", "mean")
+# Companion tensors of a feature, keyed `<feature name><suffix>`.
+WEIGHT_SUFFIX = "__weight"
+LENGTH_SUFFIX = "__length"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +25,7 @@ class _Embedded:
     dim: int
     table: str = ""
     pooling: str = ""
+    weighted: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,8 @@ def _check_feature(spec: dict[str, Any]) -> None:
         for key in ("embedding_name", "num_embeddings", "embedding_dim"):
             if not spec.get(key):
                 raise ValueError(f"Sparse feature {name!r} needs {key!r}.")
+        if not isinstance(spec.get("weighted", False), bool):
+            raise ValueError(f"Feature {name!r}: weighted must be a bool.")
         if spec.get("pooling", "sum") not in FEATURE_POOLINGS:
             raise ValueError(
                 f"Feature {name!r}: pooling must be one of "
@@ -71,10 +78,17 @@ class EmbeddingGroup(keras.layers.Layer):
     by its sequence encoders' outputs in the order listed. Each group reads
     only its own features, so groups may have different row counts.
 
+    A weighted sparse feature multiplies each id's embedding by its weight
+    before pooling; "mean" still divides by the number of ids. A sequence
+    group concatenates its features per position (ids embedded, dense
+    values as they are); its length is its first feature's: the number of
+    ids >= 0, or a dense feature's `<name>__length`.
+
     Args:
         features: one dict per feature, either
             `{"name", "kind": "sparse", "embedding_name", "num_embeddings",
-            "embedding_dim", "pooling": "sum" | "mean"}` or
+            "embedding_dim", "pooling": "sum" | "mean", "weighted": bool}`
+            ("weighted" may be left out) or
             `{"name", "kind": "dense", "value_dim"}`.
         groups: one dict per group: `{"name", "feature_names",
             "sequence_groups": [{"name", "feature_names"}],
@@ -85,7 +99,12 @@ class EmbeddingGroup(keras.layers.Layer):
 
     Call arguments:
         features: dict feature name → int64 ids `[B, L]` padded with -1
-            (sparse) or float `[B, value_dim]` (dense).
+            (sparse) or float `[B, value_dim]` (dense); in sequence groups
+            float `[B, L, value_dim]` (dense). Weighted features add
+            `<name>__weight` float `[B, L]`, dense sequence features
+            `<name>__length` int `[B]`.
+        group_names: the groups to compute (default: all); the features
+            of other groups need not be present.
 
     Returns:
         dict group name → float `[B, group_total_dim(group)]`.
@@ -152,6 +171,7 @@ class EmbeddingGroup(keras.layers.Layer):
             table_spec["embedding_dim"],
             table,
             spec.get("pooling", "sum"),
+            spec.get("weighted", False),
         )
 
     def _plan_group(self, group: dict[str, Any], seen: set[str]) -> _Group:
@@ -171,9 +191,10 @@ class EmbeddingGroup(keras.layers.Layer):
                 self._embedded(name, f, suffix)
                 for f in sequence_group["feature_names"]
             )
-            if not seq_features or any(not f.table for f in seq_features):
+            if not seq_features or any(f.weighted for f in seq_features):
                 raise ValueError(
-                    f"Sequence group {seq_name!r} needs sparse features only."
+                    f"Sequence group {seq_name!r} needs features, none of "
+                    "them weighted."
                 )
             sequences[seq_name] = seq_features
         encoders = []
@@ -219,7 +240,11 @@ class EmbeddingGroup(keras.layers.Layer):
         value = features[feature.name]
         if not feature.table:
             return ops.cast(value, self.compute_dtype)
-        pooled = ops.sum(self._tables.lookup(feature.table, value), axis=-2)
+        embedded = self._tables.lookup(feature.table, value)
+        if feature.weighted:
+            weights = features[feature.name + WEIGHT_SUFFIX]
+            embedded *= ops.expand_dims(ops.cast(weights, embedded.dtype), -1)
+        pooled = ops.sum(embedded, axis=-2)
         if feature.pooling == "sum":
             return pooled
         count = ops.sum(
@@ -229,23 +254,41 @@ class EmbeddingGroup(keras.layers.Layer):
         )
         return pooled / ops.maximum(count, 1.0)
 
+    def _positions(self, features: dict[str, Any], feature: _Embedded) -> Any:
+        """One sequence feature as `[B, L, dim]`, zero beyond the length."""
+        if feature.table:
+            return self._tables.lookup(feature.table, features[feature.name])
+        return ops.cast(features[feature.name], self.compute_dtype)
+
     def _encoded(self, features: dict[str, Any], encoder: _Encoder) -> Any:
         sequence = ops.concatenate(
-            [
-                self._tables.lookup(f.table, features[f.name])
-                for f in encoder.features
-            ],
-            axis=-1,
+            [self._positions(features, f) for f in encoder.features], axis=-1
         )
-        first_ids = features[encoder.features[0].name]
-        length = ops.sum(
-            ops.cast(ops.greater_equal(first_ids, 0), "int32"), axis=-1
-        )
+        first = encoder.features[0]
+        if first.table:
+            length = ops.sum(
+                ops.cast(ops.greater_equal(features[first.name], 0), "int32"),
+                axis=-1,
+            )
+        else:
+            length = features[first.name + LENGTH_SUFFIX]
         return self._encoders[encoder.key](sequence, length)
 
-    def call(self, features: dict[str, Any]) -> dict[str, Any]:
+    def call(
+        self,
+        features: dict[str, Any],
+        group_names: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        if group_names is None:
+            group_names = list(self._plans)
+        unknown = [name for name in group_names if name not in self._plans]
+        if unknown:
+            raise ValueError(
+                f"Unknown groups {unknown}; groups: {list(self._plans)}."
+            )
         outputs = {}
-        for name, plan in self._plans.items():
+        for name in group_names:
+            plan = self._plans[name]
             parts = [self._pooled(features, f) for f in plan.features]
             parts += [self._encoded(features, e) for e in plan.encoders]
             outputs[name] = ops.concatenate(parts, axis=-1)

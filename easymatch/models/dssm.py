@@ -48,18 +48,24 @@ class DSSM(MatchModel):
         by_name = {group["name"]: group for group in groups}
         self.user_group = by_name[user_tower["input"]]
         self.item_group = by_name[item_tower["input"]]
-        self.user_embedding = self._embedding_group(self.user_group, "user")
-        self.item_embedding = self._embedding_group(self.item_group, "item")
+        self.user_embedding, self.item_embedding = self._embedding_groups()
         self.user_tower = self._tower(user_tower, self.user_embedding, "user")
         self.item_tower = self._tower(item_tower, self.item_embedding, "item")
         self.built = True
 
-    def _embedding_group(self, group: dict, side: str) -> EmbeddingGroup:
-        wanted = set(group_feature_names(group))
+    def _embedding_groups(self) -> tuple[EmbeddingGroup, EmbeddingGroup]:
+        """(user, item) EmbeddingGroups: one per tower in v1."""
+        return (
+            self._embedding_group([self.user_group], "user_embedding_group"),
+            self._embedding_group([self.item_group], "item_embedding_group"),
+        )
+
+    def _embedding_group(self, groups: list[dict], name: str) -> EmbeddingGroup:
+        wanted = {f for group in groups for f in group_feature_names(group)}
         return EmbeddingGroup(
             features=[f for f in self.feature_specs if f["name"] in wanted],
-            groups=[group],
-            name=f"{side}_embedding_group",
+            groups=groups,
+            name=name,
         )
 
     def _tower(
@@ -81,22 +87,47 @@ class DSSM(MatchModel):
 
     @property
     def embedding_variables(self) -> list[keras.Variable]:
-        return [
-            *self.user_embedding.embedding_variables,
-            *self.item_embedding.embedding_variables,
-        ]
+        variables = {
+            id(v): v
+            for group in (self.user_embedding, self.item_embedding)
+            for v in group.embedding_variables
+        }
+        return list(variables.values())
 
     def embed_users(
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        group = self.user_embedding(features)[self.user_group["name"]]
+        """(user embedding, variational-dropout loss) from user features."""
+        name = self.user_group["name"]
+        group = self.user_embedding(features, group_names=[name])[name]
         return self.user_tower(group, training=training)
 
     def embed_items(
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
-        group = self.item_embedding(features)[self.item_group["name"]]
+        """(item embedding, variational-dropout loss) from item features."""
+        name = self.item_group["name"]
+        group = self.item_embedding(features, group_names=[name])[name]
         return self.item_tower(group, training=training)
+
+    def feature_keep_probabilities(self) -> dict[str, dict[str, float]]:
+        """Tower → feature → learned keep probability, 1 − sigmoid(p).
+
+        Only towers with variational dropout appear; feature keys are those
+        of `EmbeddingGroup.group_feature_dims` (sequence encoders as
+        `<group>_seq_encoder_<i>`).
+        """
+        report = {}
+        for side, embedding, group, tower in (
+            ("user", self.user_embedding, self.user_group, self.user_tower),
+            ("item", self.item_embedding, self.item_group, self.item_tower),
+        ):
+            if tower.dropout is None:
+                continue
+            names = embedding.group_feature_dims(group["name"])
+            keep = tower.dropout.keep_probabilities()
+            report[side] = dict(zip(names, map(float, keep), strict=True))
+        return report
 
     def tower_outputs(
         self, features: dict[str, tf.Tensor], training: bool = False

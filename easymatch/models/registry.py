@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from easymatch.models.dssm import DSSM
+from easymatch.models.dssm_v2 import DSSMV2
 from easymatch.models.match_model import MatchModel
 
 MODEL_CLASSES: dict[str, type[MatchModel]] = {
     "dssm": DSSM,
+    "dssm_v2": DSSMV2,
 }
 
 
