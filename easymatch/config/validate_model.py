@@ -5,7 +5,13 @@ from __future__ import annotations
 from easymatch.config.features import FeatureInfo, sampler_config
 from easymatch.config.report import Reporter
 from easymatch.config.validate_groups import validate_groups
-from easymatch.protos import model_pb2, module_pb2, pipeline_pb2, simi_pb2
+from easymatch.protos import (
+    match_model_pb2,
+    model_pb2,
+    module_pb2,
+    pipeline_pb2,
+    simi_pb2,
+)
 
 _ACTIVATIONS = (
     "nn.ReLU",
@@ -62,11 +68,62 @@ def validate_model(
             "must be true without a sampler in data_config, "
             "otherwise there are no negatives",
         )
+    _validate_negatives(config, model, path, report)
     if kind == "dssm_v2" and not config.data_config.force_base_data_group:
         report.fail(
             "data_config.force_base_data_group", "must be true for dssm_v2"
         )
     _validate_heads(model_config, report)
+
+
+def _validate_negatives(
+    config: pipeline_pb2.EasyRecConfig,
+    model: match_model_pb2.DSSM | match_model_pb2.DSSMV2,
+    path: str,
+    report: Reporter,
+) -> None:
+    """easymatch's own options: mixed negatives and what needs item ids."""
+    sampler = sampler_config(config.data_config)
+    if model.mixed_negatives and sampler is None:
+        report.fail(
+            f"{path}.mixed_negatives",
+            "needs a sampler in data_config: it adds the sampled negatives "
+            "to the in-batch ones",
+        )
+    if model.mixed_negatives and model.in_batch_negative:
+        report.fail(
+            f"{path}.mixed_negatives",
+            "cannot be combined with in_batch_negative, which already "
+            "scores every item row (TorchEasyRec)",
+        )
+    in_batch = model.in_batch_negative or model.mixed_negatives
+    needs_ids = model.remove_accidental_hits or (
+        model.logq_correction and in_batch
+    )
+    field = f"{path}.item_id_field"
+    if not model.HasField("item_id_field"):
+        if needs_ids and sampler is None:
+            report.fail(
+                field,
+                "must name the item id column: remove_accidental_hits and "
+                "logq_correction of in-batch negatives compare item ids",
+            )
+        return
+    if not model.item_id_field:
+        report.fail(field, "must not be empty")
+    if sampler is not None and model.item_id_field != sampler.item_id_field:
+        report.fail(
+            field,
+            f'"{model.item_id_field}" differs from the sampler\'s '
+            f'item_id_field "{sampler.item_id_field}"; omit it to use '
+            "the sampler's",
+        )
+    if not needs_ids:
+        report.warn(
+            field,
+            "has no effect without remove_accidental_hits or "
+            "logq_correction of in-batch negatives",
+        )
 
 
 def _validate_mlp(path: str, mlp: module_pb2.MLP, report: Reporter) -> None:

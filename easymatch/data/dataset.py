@@ -1,16 +1,108 @@
-"""Config → tf.data of (features, label, sample_weight) batches."""
+"""Config → tf.data of (features, label, sample_weight) batches.
+
+With a sampler, its negatives join each batch's raw item-side columns
+before the feature transforms (SPEC §3.8), so item features have
+B + N (+ n_hard) rows. Besides the feature tensors, the features dict then
+holds, under reserved keys, what the loss needs: ``hard_neg_indices``
+(hard samplers), the positives' item ids (``__item_id__``), the negatives'
+(``__neg_item_id__``) and their log sampling probability
+(``__neg_log_q__``), the last three only when a model option reads them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import tensorflow as tf
 
+from easymatch.config import sampler_config
+from easymatch.data import samplers
+from easymatch.data.convert import STRING
 from easymatch.data.reader import ColumnSpec, TableReader
 from easymatch.features import FeatureSet
 from easymatch.protos import data_pb2
+from easymatch.retrieval import negatives as keys
 
 DATASET_TYPES = {"ParquetDataset": "parquet", "CsvDataset": "csv"}
+# Item ids reach the model as int64 FarmHash fingerprints, so it compares
+# and hashes them without string tensors; 63 bits make collisions among a
+# batch's candidates negligible.
+ID_HASH_BUCKETS = (1 << 63) - 1
+
+
+@dataclass(frozen=True)
+class Negatives:
+    """A sampler and the item-side columns (name → kind) it extends."""
+
+    sampler: samplers.Sampler
+    item_columns: dict[str, str]
+
+    def __call__(
+        self, dataset: tf.data.Dataset, first_step: int
+    ) -> tf.data.Dataset:
+        return samplers.with_negatives(
+            dataset, self.sampler, self.item_columns, first_step
+        )
+
+
+def build_negatives(
+    config, feature_set: FeatureSet, *, training: bool, seed: int | None = None
+) -> Negatives | None:
+    """The configured sampler (train or eval sample count), or None."""
+    sampler = samplers.build_sampler(config, training, seed)
+    if sampler is None:
+        return None
+    kinds = feature_columns(config, feature_set)
+    return Negatives(
+        sampler,
+        {
+            feature.input_column: kinds[feature.input_column]
+            for feature in feature_set.features
+            if feature.side == "item"
+        },
+    )
+
+
+def _model_options(config):
+    model_config = config.model_config
+    return getattr(model_config, model_config.WhichOneof("model"))
+
+
+def item_id_column(config) -> str | None:
+    """The column of the positives' item ids, if a model option reads it."""
+    options = _model_options(config)
+    in_batch = options.in_batch_negative or options.mixed_negatives
+    if not (
+        options.remove_accidental_hits or (options.logq_correction and in_batch)
+    ):
+        return None
+    sampler = sampler_config(config.data_config)
+    return options.item_id_field or sampler.item_id_field
+
+
+def id_columns(config) -> list[str]:
+    """Columns the sampler and the loss match ids in, read as text."""
+    names = []
+    sampler = sampler_config(config.data_config)
+    if sampler is not None:
+        names.append(sampler.item_id_field)
+        if hasattr(sampler, "user_id_field"):
+            names.append(sampler.user_id_field)
+    item_id = item_id_column(config)
+    if item_id is not None:
+        names.append(item_id)
+    return names
+
+
+def feature_columns(config, feature_set: FeatureSet) -> dict[str, str]:
+    """Column → kind ("string" | "float") of the features and the ids."""
+    kinds = feature_set.input_columns()
+    # Ids are matched as text, like the sampler tables' ids; a feature that
+    # reads the column as a number parses the text back.
+    for name in id_columns(config):
+        kinds[name] = STRING
+    return kinds
 
 
 def make_reader(
@@ -21,9 +113,9 @@ def make_reader(
     training: bool,
     batch_size: int | None = None,
 ) -> TableReader:
-    """A reader of every column the features, label and weight need."""
+    """A reader of every column the features, label, weight and ids need."""
     data = config.data_config
-    kinds = feature_set.input_columns()
+    kinds = feature_columns(config, feature_set)
     for name in [data.label_fields[0], *data.sample_weight_fields[:1]]:
         kinds.setdefault(name, "float")
     if batch_size is None:
@@ -48,6 +140,11 @@ def make_reader(
     )
 
 
+def hash_ids(ids: tf.Tensor) -> tf.Tensor:
+    """Text ids → int64 fingerprints in [0, 2^63 - 1)."""
+    return tf.strings.to_hash_bucket_fast(ids, ID_HASH_BUCKETS)
+
+
 def batch_transform(
     config, feature_set: FeatureSet
 ) -> Callable[[dict[str, tf.Tensor]], tuple]:
@@ -57,6 +154,8 @@ def batch_transform(
     weight_field = (
         data.sample_weight_fields[0] if data.sample_weight_fields else None
     )
+    item_id = item_id_column(config)
+    options = _model_options(config)
 
     def transform(columns: dict[str, tf.Tensor]) -> tuple:
         label = columns[label_field]
@@ -65,9 +164,23 @@ def batch_transform(
             if weight_field is not None
             else tf.ones_like(label)
         )
-        return feature_set.transform(columns), label, weight
+        features = feature_set.transform(columns)
+        if samplers.HARD_NEG_INDICES in columns:
+            features[keys.HARD_NEG_INDICES] = columns[samplers.HARD_NEG_INDICES]
+        if item_id is not None:
+            # An item-side id column also holds the negatives' ids.
+            positives = columns[item_id][: tf.shape(label)[0]]
+            features[keys.ITEM_ID] = hash_ids(positives)
+        if options.remove_accidental_hits and samplers.NEG_ITEM_ID in columns:
+            features[keys.NEG_ITEM_ID] = hash_ids(columns[samplers.NEG_ITEM_ID])
+        if options.logq_correction and samplers.NEG_LOG_Q in columns:
+            features[keys.NEG_LOG_Q] = columns[samplers.NEG_LOG_Q]
+        return features, label, weight
 
-    return transform
+    # Feature transforms branch on their configuration only, never on a
+    # tensor, so autograph has nothing to convert; converting every
+    # feature's code anyway took most of a pipeline's start-up time.
+    return tf.autograph.experimental.do_not_convert(transform)
 
 
 def make_dataset(
@@ -77,13 +190,23 @@ def make_dataset(
     num_epochs: int | None,
     skip_batches: int = 0,
     input_context: tf.distribute.InputContext | None = None,
+    negatives: Negatives | None = None,
+    first_step: int = 0,
 ) -> tf.data.Dataset:
-    """Batches for one input pipeline (one worker) of a strategy."""
+    """Batches for one input pipeline (one worker) of a strategy.
+
+    ``skip_batches`` counts batches of the whole stream, before sharding;
+    ``first_step`` is the sampler step of this pipeline's first batch: the
+    number of batches it delivered before, so that a resumed run draws the
+    negatives an uninterrupted one would have.
+    """
     dataset = reader.dataset(num_epochs=num_epochs, skip_batches=skip_batches)
     if input_context is not None and input_context.num_input_pipelines > 1:
         dataset = dataset.shard(
             input_context.num_input_pipelines, input_context.input_pipeline_id
         )
+    if negatives is not None:
+        dataset = negatives(dataset, first_step)
     dataset = dataset.map(
         transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )

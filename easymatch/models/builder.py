@@ -72,6 +72,9 @@ def model_kwargs(config, feature_set: FeatureSet) -> tuple[str, dict]:
         "similarity": similarity,
         "temperature": params.temperature,
         "in_batch_negative": params.in_batch_negative,
+        "logq_correction": params.logq_correction,
+        "remove_accidental_hits": params.remove_accidental_hits,
+        "mixed_negatives": params.mixed_negatives,
         "recall_top_ks": [m.recall_at_k.top_k for m in model_config.metrics],
         "train_recall_top_ks": [
             m.recall_at_k.top_k for m in model_config.train_metrics

@@ -3,6 +3,14 @@
 Subclasses only say how to embed users and items; this class turns the
 embeddings into retrieval logits, the loss and Recall@K, and applies
 `sparse_optimizer` to embedding tables and `dense_optimizer` to the rest.
+
+The logits follow the loss chain of `easymatch.retrieval.loss`: the simple
+block (in-batch, sampled or mixed) is divided by the temperature, copies of
+a row's positive are masked (`remove_accidental_hits`), logQ is subtracted
+(`logq_correction`), then the hard-negative block is appended. Masking
+comes first so that Recall@K ranks the masked, uncorrected scores.
+`mixed_negatives` and the two options are easymatch's, off by default, so
+TorchEasyRec configs train TorchEasyRec's loss.
 """
 
 from __future__ import annotations
@@ -12,15 +20,31 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from easymatch.retrieval.frequency import FrequencyEstimator
 from easymatch.retrieval.loss import (
+    append_hard_negatives,
     apply_temperature,
+    logq_correction,
+    mask_accidental_hits,
     replica_loss_share,
     weighted_loss_terms,
 )
+from easymatch.retrieval.negatives import (
+    HARD_NEG_INDICES,
+    ITEM_ID,
+    NEG_ITEM_ID,
+    NEG_LOG_Q,
+    candidate_item_ids,
+    candidate_log_q,
+    negative_mode,
+)
 from easymatch.retrieval.recall_at_k import RecallAtK
-from easymatch.retrieval.similarity import match_similarity, target_columns
-
-HARD_NEG_INDICES = "hard_neg_indices"
+from easymatch.retrieval.similarity import (
+    IN_BATCH,
+    SAMPLED,
+    similarity_blocks,
+    target_columns,
+)
 
 
 class MatchModel(keras.Model):
@@ -37,12 +61,26 @@ class MatchModel(keras.Model):
         temperature: float = 1.0,
         recall_top_ks: Sequence[int] = (),
         train_recall_top_ks: Sequence[int] = (),
+        logq_correction: bool = False,
+        remove_accidental_hits: bool = False,
+        mixed_negatives: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.in_batch_negative = in_batch_negative
+        self.mixed_negatives = mixed_negatives
+        self.mode = negative_mode(in_batch_negative, mixed_negatives)
+        self.logq_correction = logq_correction
+        self.remove_accidental_hits = remove_accidental_hits
+        # Only in-batch candidates need estimated frequencies; sampled ones
+        # come with the sampler's.
+        self.frequency_estimator = (
+            FrequencyEstimator(name="frequency_estimator")
+            if logq_correction and self.mode != SAMPLED
+            else None
+        )
         self.temperature = temperature
         self.recall_top_ks = list(recall_top_ks)
         self.train_recall_top_ks = list(train_recall_top_ks)
@@ -72,21 +110,81 @@ class MatchModel(keras.Model):
     def call(
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> dict[str, tf.Tensor]:
+        """Towers, then `similarity` (scores / temperature with accidental
+        hits masked, what Recall@K ranks) and `logits` (the same with logQ
+        subtracted, what the loss takes)."""
         user_emb, item_emb, regularization = self.tower_outputs(
             features, training=training
         )
-        similarity = match_similarity(
-            user_emb,
-            item_emb,
-            in_batch_negative=self.in_batch_negative,
-            hard_neg_indices=features.get(HARD_NEG_INDICES),
-        )
+        similarity, logits = self.retrieval_logits(user_emb, item_emb, features)
         return {
-            "similarity": apply_temperature(similarity, self.temperature),
+            "similarity": similarity,
+            "logits": logits,
             "user_tower_emb": user_emb,
             "item_tower_emb": item_emb,
             "regularization_loss": regularization,
         }
+
+    def retrieval_logits(
+        self,
+        user_emb: tf.Tensor,
+        item_emb: tf.Tensor,
+        features: dict[str, tf.Tensor],
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """(similarity, logits), both [B, C + K]; see the module doc."""
+        simple, hard = similarity_blocks(
+            user_emb, item_emb, self.mode, features.get(HARD_NEG_INDICES)
+        )
+        simple = apply_temperature(simple, self.temperature)
+        num_columns = tf.shape(simple)[1]
+        if self.remove_accidental_hits:
+            option = "remove_accidental_hits"
+            item_ids = _needs(features, ITEM_ID, option)
+            candidates = candidate_item_ids(
+                self.mode,
+                num_columns,
+                item_ids,
+                self._negatives(features, NEG_ITEM_ID, option),
+            )
+            simple = mask_accidental_hits(
+                simple,
+                target_columns(simple, self.mode != SAMPLED),
+                item_ids,
+                candidates,
+            )
+        logits = simple
+        if self.logq_correction:
+            logits = logq_correction(
+                simple, self._candidate_log_q(features, num_columns)
+            )
+        if hard is None:
+            return simple, logits
+        hard = apply_temperature(hard, self.temperature)
+        return (
+            append_hard_negatives(simple, hard),
+            append_hard_negatives(logits, hard),
+        )
+
+    def _candidate_log_q(
+        self, features: dict[str, tf.Tensor], num_columns: tf.Tensor
+    ) -> tf.Tensor:
+        in_batch_log_q = None
+        if self.frequency_estimator is not None:
+            in_batch_log_q = self.frequency_estimator.log_probability(
+                _needs(features, ITEM_ID, "logq_correction")
+            )
+        neg_log_q = self._negatives(features, NEG_LOG_Q, "logq_correction")
+        return candidate_log_q(
+            self.mode, num_columns, in_batch_log_q, neg_log_q
+        )
+
+    def _negatives(
+        self, features: dict[str, tf.Tensor], key: str, option: str
+    ) -> tf.Tensor | None:
+        """A sampler's tensor: needed unless in-batch mode has no sampler."""
+        if self.mode == IN_BATCH:
+            return features.get(key)
+        return _needs(features, key, option)
 
     def _loss(
         self,
@@ -99,8 +197,8 @@ class MatchModel(keras.Model):
         each replica contributes its sum(l*w) over the global sum(w), so
         the summed replica gradients are the global gradient.
         """
-        logits = outputs["similarity"]
-        targets = target_columns(logits, self.in_batch_negative)
+        logits = outputs["logits"]
+        targets = target_columns(logits, self.mode != SAMPLED)
         loss_sum, weight_sum, _ = weighted_loss_terms(
             logits, targets, sample_weight
         )
@@ -143,6 +241,12 @@ class MatchModel(keras.Model):
 
     def train_step(self, data) -> dict[str, tf.Tensor]:
         features, _, sample_weight = data
+        if self.frequency_estimator is not None:
+            # Before the forward pass, which reads the estimate: a batch's
+            # items count as seen (Yi et al.'s order).
+            self.frequency_estimator.update(
+                _needs(features, ITEM_ID, "logq_correction")
+            )
         with tf.GradientTape() as tape:
             outputs = self(features, training=True)
             loss, cross_entropy, targets = self._loss(outputs, sample_weight)
@@ -183,5 +287,17 @@ class MatchModel(keras.Model):
             "temperature": self.temperature,
             "recall_top_ks": self.recall_top_ks,
             "train_recall_top_ks": self.train_recall_top_ks,
+            "logq_correction": self.logq_correction,
+            "remove_accidental_hits": self.remove_accidental_hits,
+            "mixed_negatives": self.mixed_negatives,
             "name": self.name,
         }
+
+
+def _needs(features: dict[str, tf.Tensor], key: str, option: str) -> tf.Tensor:
+    if key not in features:
+        raise ValueError(
+            f"{option} needs features[{key!r}]; the input pipeline adds it "
+            "from the item id column and the sampler"
+        )
+    return features[key]

@@ -9,8 +9,10 @@ TER itself only divides by the temperature and takes the softmax cross
 entropy; logQ correction and accidental-hit masking are optional extras with
 the semantics of TFRS's Retrieval task. They apply to the sampled columns
 only, so a model that uses them keeps the hard-negative block (from
-``hard_negative_similarity``) apart and appends it after masking; without
-them, ``match_similarity``'s full matrix can go straight to the loss.
+``similarity_blocks``) apart and appends it after masking; without them,
+``match_similarity``'s full matrix can go straight to the loss. The two
+commute (a masked logit is set, not shifted), so a model may mask first
+and rank the masked, uncorrected scores for Recall@K.
 
 Distribution: SPEC's weighted loss mean(ℓw)/mean(w) equals Σℓw/Σw, so the
 global loss over replicas is (Σ_r num_r)/(Σ_r den_r) with the terms of

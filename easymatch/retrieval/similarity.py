@@ -14,6 +14,9 @@ from keras import ops
 # under later arithmetic (-inf * 0, -inf + inf), and it is far enough
 # from the float32 limit that sums and temperature divisions stay finite.
 MASKED_LOGIT = -1e32
+# How item rows become a row's candidates (see similarity_blocks).
+IN_BATCH, SAMPLED, MIXED = "in_batch", "sampled", "mixed"
+MODES = (IN_BATCH, SAMPLED, MIXED)
 
 
 def _float32(x: tf.Tensor) -> tf.Tensor:
@@ -116,45 +119,71 @@ def hard_negative_similarity(
         return ops.scatter_update(filled, indices, scores)
 
 
+def similarity_blocks(
+    user_emb: tf.Tensor,
+    item_emb: tf.Tensor,
+    mode: str,
+    hard_neg_indices: tf.Tensor | None = None,
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """(simple block [B, C], hard block [B, K] or None) of one batch.
+
+    The last n_hard item rows are the hard negatives when hard_neg_indices
+    is given. Simple block by mode: IN_BATCH u·vᵀ over all M item rows
+    (hard rows included and hard_neg_indices ignored, as in TER); SAMPLED
+    [pos | neg] over the B + N simple rows; MIXED u·vᵀ over those rows (the
+    batch's positives and the sampled negatives in one softmax). B is the
+    user row count, so a user tensor sliced to the label batch (DSSM v2)
+    fixes it.
+
+    Args:
+        user_emb: [B, d].
+        item_emb: [M, d] with M = B + N (+ n_hard).
+        mode: IN_BATCH, SAMPLED or MIXED (static).
+        hard_neg_indices: int [n_hard, 2] or None.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == IN_BATCH:
+        return in_batch_similarity(user_emb, item_emb), None
+    item = ops.convert_to_tensor(item_emb)
+    num_simple = ops.shape(item)[0]
+    if hard_neg_indices is not None:
+        num_simple -= ops.shape(hard_neg_indices)[0]
+    if mode == MIXED:
+        simple = in_batch_similarity(user_emb, item[:num_simple])
+    else:
+        simple = sampled_similarity(user_emb, item[:num_simple])
+    if hard_neg_indices is None:
+        return simple, None
+    hard = hard_negative_similarity(
+        user_emb, item[num_simple:], hard_neg_indices
+    )
+    return simple, hard
+
+
 def match_similarity(
     user_emb: tf.Tensor,
     item_emb: tf.Tensor,
     in_batch_negative: bool,
     hard_neg_indices: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """TER's MatchModel.sim: the similarity matrix for one batch.
+    """TER's MatchModel.sim: [simple | hard] for one batch.
 
-    in_batch_negative: u·vᵀ over all item rows (hard rows included and
-    hard_neg_indices ignored, as in TER). Otherwise [pos | neg | hard]:
-    the last n_hard item rows are the hard negatives when hard_neg_indices
-    is given. B is the user row count, so a user tensor sliced to the label
-    batch (DSSM v2) fixes it.
-
-    Args:
-        user_emb: [B, d].
-        item_emb: [M, d] with M = B + N (+ n_hard).
-        in_batch_negative: model config flag (static).
-        hard_neg_indices: int [n_hard, 2] or None.
+    in_batch_negative picks IN_BATCH, else SAMPLED; see similarity_blocks.
     """
-    if in_batch_negative:
-        return in_batch_similarity(user_emb, item_emb)
-    if hard_neg_indices is None:
-        return sampled_similarity(user_emb, item_emb)
-    item = ops.convert_to_tensor(item_emb)
-    num_simple = ops.shape(item)[0] - ops.shape(hard_neg_indices)[0]
-    return ops.concatenate(
-        [
-            sampled_similarity(user_emb, item[:num_simple]),
-            hard_negative_similarity(
-                user_emb, item[num_simple:], hard_neg_indices
-            ),
-        ],
-        axis=1,
-    )
+    mode = IN_BATCH if in_batch_negative else SAMPLED
+    simple, hard = similarity_blocks(user_emb, item_emb, mode, hard_neg_indices)
+    if hard is None:
+        return simple
+    return ops.concatenate([simple, hard], axis=1)
 
 
 def target_columns(similarity: tf.Tensor, in_batch_negative: bool) -> tf.Tensor:
-    """Column of each row's positive, int32 [B]: arange(B) or zeros(B)."""
+    """Column of each row's positive, int32 [B]: arange(B) or zeros(B).
+
+    in_batch_negative: whether row i's positive is column i (IN_BATCH and
+    MIXED) rather than column 0 (SAMPLED).
+    """
     batch_size = ops.shape(similarity)[0]
     if in_batch_negative:
         return ops.arange(batch_size, dtype="int32")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from easymatch.data.dataset import batch_transform, make_dataset, make_reader
+from easymatch.data.dataset import (
+    Negatives,
+    batch_transform,
+    build_negatives,
+    make_dataset,
+    make_reader,
+)
 from easymatch.errors import DataError, data_error_from_tf
 from easymatch.features import FeatureSet
 from easymatch.models.match_model import MatchModel
@@ -15,13 +21,19 @@ def eval_distributed_dataset(
     feature_set: FeatureSet,
     strategy: tf.distribute.Strategy,
     input_path: str,
+    negatives: Negatives | None = None,
 ):
+    """Eval batches; every evaluation draws the same negatives."""
     transform = batch_transform(config, feature_set)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         reader = make_reader(config, feature_set, input_path, training=False)
         return make_dataset(
-            reader, transform, num_epochs=1, input_context=context
+            reader,
+            transform,
+            num_epochs=1,
+            input_context=context,
+            negatives=negatives,
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn)
@@ -41,6 +53,8 @@ class Evaluator:
         self.config = config
         self.feature_set = feature_set
         self.strategy = strategy
+        # num_eval_sample when set (SPEC §3.8); tables are read once.
+        self.negatives = build_negatives(config, feature_set, training=False)
 
         @tf.function
         def test_step(iterator):
@@ -51,7 +65,11 @@ class Evaluator:
     def __call__(self, input_path: str) -> dict[str, float]:
         """Metrics over the input (eval_config.num_steps batches if set)."""
         dataset = eval_distributed_dataset(
-            self.config, self.feature_set, self.strategy, input_path
+            self.config,
+            self.feature_set,
+            self.strategy,
+            input_path,
+            self.negatives,
         )
         max_steps = self.config.eval_config.num_steps or None
         for metric in self.model.metrics:

@@ -16,7 +16,13 @@ import keras
 import tensorflow as tf
 
 from easymatch.config import save_pipeline_config
-from easymatch.data.dataset import batch_transform, make_dataset, make_reader
+from easymatch.data.dataset import (
+    Negatives,
+    batch_transform,
+    build_negatives,
+    make_dataset,
+    make_reader,
+)
 from easymatch.errors import EasyMatchError, data_error_from_tf
 from easymatch.features import FeatureSet
 from easymatch.features.builder import build_feature_set
@@ -31,9 +37,15 @@ logger = logging.getLogger("easymatch")
 
 
 def create_model(
-    config, feature_set: FeatureSet, strategy: tf.distribute.Strategy
+    config,
+    feature_set: FeatureSet,
+    strategy: tf.distribute.Strategy,
+    negatives: Negatives | None = None,
 ) -> MatchModel:
-    """Builds model, variables and optimizer slots under the strategy."""
+    """Builds model, variables and optimizer slots under the strategy.
+
+    ``negatives``: the sampler to build with; default: the eval sampler.
+    """
     train_config = config.train_config
     with strategy.scope():
         model = build_model(config, feature_set)
@@ -45,18 +57,25 @@ def create_model(
                 train_config.sparse_optimizer, "train_config.sparse_optimizer"
             ),
         )
-        model(sample_features(config, feature_set), training=False)
+        model(sample_features(config, feature_set, negatives), training=False)
         model.build_optimizers()
     return model
 
 
-def sample_features(config, feature_set: FeatureSet) -> dict[str, tf.Tensor]:
+def sample_features(
+    config, feature_set: FeatureSet, negatives: Negatives | None = None
+) -> dict[str, tf.Tensor]:
     """One transformed training batch: variables are created from it."""
+    if negatives is None:
+        negatives = build_negatives(config, feature_set, training=False)
     reader = make_reader(
         config, feature_set, config.train_input_path, training=False
     )
     dataset = make_dataset(
-        reader, batch_transform(config, feature_set), num_epochs=1
+        reader,
+        batch_transform(config, feature_set),
+        num_epochs=1,
+        negatives=negatives,
     )
     try:
         features, _, _ = next(iter(dataset))
@@ -129,7 +148,8 @@ def train_and_evaluate(
     last_step = total_steps(config, steps_per_epoch)
     interval = save_interval(config, steps_per_epoch)
 
-    model = create_model(config, feature_set, strategy)
+    negatives = build_negatives(config, feature_set, training=True)
+    model = create_model(config, feature_set, strategy, negatives)
     manager = checkpoints.make_manager(
         checkpoints.make_checkpoint(model),
         model_dir,
@@ -158,6 +178,9 @@ def train_and_evaluate(
                 config.data_config.batch_size
             ),
         )
+        # Each step takes one batch per replica: start_step · replicas of
+        # the stream before sharding, start_step · (local replicas) of this
+        # pipeline's shard.
         per_pipeline = context.num_replicas_in_sync // max(
             context.num_input_pipelines, 1
         )
@@ -165,8 +188,10 @@ def train_and_evaluate(
             reader,
             transform,
             num_epochs=num_epochs,
-            skip_batches=start_step * per_pipeline,
+            skip_batches=start_step * context.num_replicas_in_sync,
             input_context=context,
+            negatives=negatives,
+            first_step=start_step * per_pipeline,
         )
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))

@@ -1,0 +1,172 @@
+"""Samplers in the training input: rows, loss inputs, resumed draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import tensorflow as tf
+from conftest import DEMO_CONFIG, ROOT, demo_edits
+
+from easymatch.config import load_pipeline_config
+from easymatch.data import samplers
+from easymatch.data.dataset import (
+    batch_transform,
+    build_negatives,
+    hash_ids,
+    make_dataset,
+    make_reader,
+)
+from easymatch.features.builder import build_feature_set
+from easymatch.retrieval import negatives as keys
+
+SAMPLER_CONFIGS = [
+    "dssm_mixed_negatives",
+    "dssm_negative_sampler_v2",
+    "dssm_hard_negative_sampler",
+    "dssm_hard_negative_sampler_v2",
+]
+TABLES = {
+    "input_path": "item_table.txt",
+    "item_input_path": "item_table.txt",
+    "user_input_path": "user_table.txt",
+    "pos_edge_input_path": "pos_edge.txt",
+    "hard_neg_edge_input_path": "hard_neg_edge.txt",
+}
+NUM_SAMPLE = 16
+
+
+def sample_path(name: str) -> str:
+    return str(ROOT / "samples" / f"{name}.config")
+
+
+def sampler_edits(name: str, data: Path, model_dir: Path, **extra) -> str:
+    """demo_edits, plus the sampler's tables in `data` and 16 negatives."""
+    config = load_pipeline_config(sample_path(name))
+    kind = config.data_config.WhichOneof("sampler")
+    sampler = getattr(config.data_config, kind)
+    edits = {f"data_config.{kind}.num_sample": NUM_SAMPLE}
+    if sampler.HasField("num_eval_sample"):
+        edits[f"data_config.{kind}.num_eval_sample"] = NUM_SAMPLE // 2
+    for field, table in TABLES.items():
+        if field in type(sampler).DESCRIPTOR.fields_by_name:
+            edits[f"data_config.{kind}.{field}"] = str(data / table)
+    edits.update(extra)
+    return demo_edits(data, model_dir, **edits)
+
+
+def first_batches(config, count: int, *, training=True, **kwargs) -> list:
+    feature_set = build_feature_set(config)
+    negatives = build_negatives(config, feature_set, training=training)
+    reader = make_reader(
+        config, feature_set, config.train_input_path, training=training
+    )
+    dataset = make_dataset(
+        reader,
+        batch_transform(config, feature_set),
+        num_epochs=1,
+        negatives=negatives,
+        **kwargs,
+    )
+    return [features for features, _, _ in dataset.take(count)]
+
+
+OPTIONS = {
+    "model_config.dssm.mixed_negatives": True,
+    "model_config.dssm.logq_correction": True,
+    "model_config.dssm.remove_accidental_hits": True,
+}
+
+
+def test_batches_carry_negatives_and_loss_inputs(taobao_data, tmp_path):
+    edits = sampler_edits(
+        "dssm_hard_negative_sampler_v2",
+        taobao_data,
+        tmp_path,
+        **{"data_config.shuffle": False, **OPTIONS},
+    )
+    config = load_pipeline_config(
+        sample_path("dssm_hard_negative_sampler_v2"), edits
+    )
+    features = first_batches(config, 1)[0]
+    n_hard = int(tf.shape(features[keys.HARD_NEG_INDICES])[0])
+    assert features[keys.HARD_NEG_INDICES].dtype == tf.int64
+    assert n_hard > 0
+    assert features["user_id"].shape[0] == 32
+    for name in ("adgroup_id", "cate_id", "price"):
+        assert features[name].shape[0] == 32 + NUM_SAMPLE + n_hard
+    # The positives' ids: the first 32 rows' adgroup_id, as hashed text.
+    train = pq.read_table(taobao_data / "train.parquet").slice(0, 32)
+    positives = [str(v) for v in train.column("adgroup_id").to_pylist()]
+    np.testing.assert_array_equal(
+        features[keys.ITEM_ID], hash_ids(tf.constant(positives))
+    )
+    # Negative rows of the adgroup_id feature (num_buckets: the id) are the
+    # items of __neg_item_id__, whose log q follows the table's weights.
+    rows = features["adgroup_id"][32:, 0]
+    negative_ids = features[keys.NEG_ITEM_ID]
+    assert negative_ids.dtype == tf.int64
+    np.testing.assert_array_equal(
+        negative_ids, hash_ids(tf.strings.as_string(rows))
+    )
+    table = np.loadtxt(
+        taobao_data / "item_table.txt", skiprows=1, usecols=(0, 1)
+    )
+    weight = dict(zip(table[:, 0].astype(int), table[:, 1], strict=True))
+    log_q = np.log([weight[i] for i in rows[:NUM_SAMPLE].numpy()])
+    log_q -= np.log(table[:, 1].sum())
+    np.testing.assert_allclose(features[keys.NEG_LOG_Q], log_q, rtol=1e-5)
+
+
+def test_loss_inputs_only_for_the_options_that_read_them(taobao_data, tmp_path):
+    name = "dssm_negative_sampler_v2"
+    config = load_pipeline_config(
+        sample_path(name), sampler_edits(name, taobao_data, tmp_path)
+    )
+    # An eval batch: num_eval_sample negatives.
+    features = first_batches(config, 1, training=False)[0]
+    loss_keys = {
+        keys.HARD_NEG_INDICES,
+        keys.ITEM_ID,
+        keys.NEG_ITEM_ID,
+        keys.NEG_LOG_Q,
+    }
+    assert not loss_keys & set(features)
+    assert features["brand"].shape[0] == 32 + NUM_SAMPLE // 2
+    # In-batch logQ without a sampler reads item_id_field.
+    edits = demo_edits(
+        taobao_data,
+        tmp_path,
+        **{
+            "model_config.dssm.logq_correction": True,
+            "model_config.dssm.item_id_field": "adgroup_id",
+        },
+    )
+    config = load_pipeline_config(str(DEMO_CONFIG), edits)
+    features = first_batches(config, 1)[0]
+    assert loss_keys & set(features) == {keys.ITEM_ID}
+    assert features[keys.ITEM_ID].shape == [32]
+
+
+def test_resumed_stream_draws_the_same_negatives(taobao_data, tmp_path):
+    name = "dssm_hard_negative_sampler"
+    # Shuffled: the reader skips after shuffling, the sampler by step.
+    edits = sampler_edits(name, taobao_data, tmp_path, **OPTIONS)
+    config = load_pipeline_config(sample_path(name), edits)
+    straight = first_batches(config, 4)
+    resumed = first_batches(config, 2, skip_batches=2, first_step=2)
+    for one, two in zip(straight[2:], resumed, strict=True):
+        assert one.keys() == two.keys()
+        for key in one:
+            np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+    # Each batch draws anew.
+    assert not np.array_equal(
+        straight[0][keys.NEG_ITEM_ID], straight[1][keys.NEG_ITEM_ID]
+    )
+
+
+def test_sampler_keys_match_the_model_keys():
+    assert samplers.HARD_NEG_INDICES == keys.HARD_NEG_INDICES
+    assert samplers.NEG_ITEM_ID == keys.NEG_ITEM_ID
+    assert samplers.NEG_LOG_Q == keys.NEG_LOG_Q
