@@ -28,7 +28,18 @@ def test_quick_bench_prints_all_fields(tmp_path):
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout.strip().splitlines()[-1])
     assert printed == json.loads(output.read_text())
-    for key in ("pipeline", "train", "table_step_ms", "peak_rss_mb"):
+    for key in (
+        "pipeline",
+        "sampler_pipeline",
+        "train",
+        "table_step_ms",
+        "export_seconds",
+        "user_tower_latency_ms",
+        "scann",
+        "peak_rss_mb",
+    ):
         assert key in printed
+    assert set(printed["user_tower_latency_ms"]) == {"p50", "p99"}
+    assert "recall@100_vs_exact" in printed["scann"]
     assert printed["train"]["1024"]["examples_per_sec"] > 0
     assert set(printed["table_step_ms"]) == {"10000", "1000000"}

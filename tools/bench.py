@@ -1,6 +1,7 @@
 """Benchmarks; prints one JSON object and writes it to --output.
 
-python tools/bench.py [--quick] [--only train,pipeline,tables]
+python tools/bench.py [--quick]
+    [--only pipeline,sampler,train,tables,export,scann]
     [--data_dir DIR] [--output bench.json]
 
 Figures are measured here, on this machine, and never asserted in tests.
@@ -21,10 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from gen_taobao_data import generate  # noqa: E402
 
-from easymatch.bench import training  # noqa: E402
+from easymatch.bench import serving, training  # noqa: E402
 
 TAOBAO_CONFIG = os.path.join(ROOT, "samples", "dssm_taobao.config")
-PARTS = ("pipeline", "train", "tables")
+PARTS = ("pipeline", "sampler", "train", "tables", "export", "scann")
 
 
 def main() -> None:
@@ -76,6 +77,34 @@ def main() -> None:
         result["table_step_ms"] = step_ms
         result["table_step_ratio_largest_vs_10k"] = (
             step_ms[str(sizes[-1])] / step_ms[str(sizes[0])]
+        )
+    if "sampler" in parts:
+        from bench_pipeline import run as sampler_pipeline
+
+        result["sampler_pipeline"] = sampler_pipeline(
+            argparse.Namespace(
+                data_dir=os.path.join(args.data_dir, "sampler"),
+                num_rows=20_000 if quick else 200_000,
+                num_items=10_000 if quick else 100_000,
+                num_users=10_000 if quick else 100_000,
+                batch_size=1024 if quick else 8192,
+                num_sample=1024,
+                batches=3 if quick else 20,
+                steps=3 if quick else 10,
+            )
+        )
+    if "export" in parts:
+        result.update(
+            serving.export_and_latency(
+                training.taobao_config(TAOBAO_CONFIG, data_dir, 1024),
+                requests=50 if quick else 500,
+            )
+        )
+    if "scann" in parts:
+        result["scann"] = serving.scann_vs_exact(
+            num_items=50_000 if quick else 1_000_000,
+            dim=64,
+            queries=200 if quick else 2000,
         )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["peak_rss_mb"] = peak_kib / 1024.0

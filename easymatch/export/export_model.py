@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ from easymatch.export.inputs import (
     typed_column,
 )
 from easymatch.export.predictor import TowerRunner
+from easymatch.export.sampler_corpus import write_sampler_corpus
 from easymatch.export.scann_index import build_index
 from easymatch.export.signatures import column_dtypes
 from easymatch.export.tower_module import SIDES, TowerExport
@@ -141,6 +143,13 @@ def write_towers(
         paths[ITEM_INDEX] = write_item_index(
             directory, paths["item"], item_input_path, config
         )
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            corpus = write_sampler_corpus(config, scratch)
+            if corpus is not None:
+                paths[ITEM_INDEX] = write_item_index(
+                    directory, paths["item"], corpus, config
+                )
     return paths
 
 
