@@ -39,8 +39,13 @@ def validate_train(train: train_pb2.TrainConfig, report: Reporter) -> None:
         )
     if clip.clipping_type != "none" and not clip.max_gradient > 0:
         report.fail(f"{clip_path}.max_gradient", "must be > 0")
-    if clip.clipping_type == "norm" and not clip.norm_type > 0:
-        report.fail(f"{clip_path}.norm_type", "must be > 0")
+    if clip.clipping_type == "norm" and clip.norm_type != 2.0:
+        report.fail(
+            f"{clip_path}.norm_type",
+            "only the global L2 norm (2.0) is supported yet",
+        )
+    if train.gradient_accumulation_steps > 1:
+        report.fail(f"{path}.gradient_accumulation_steps", "not supported yet")
     _validate_optimizer(
         f"{path}.sparse_optimizer", train.sparse_optimizer, report
     )

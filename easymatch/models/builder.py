@@ -79,6 +79,10 @@ def model_kwargs(config, feature_set: FeatureSet) -> tuple[str, dict]:
         "train_recall_top_ks": [
             m.recall_at_k.top_k for m in model_config.train_metrics
         ],
+        "gradient_clipping": {
+            "clipping_type": config.train_config.grad_clipping.clipping_type,
+            "max_gradient": config.train_config.grad_clipping.max_gradient,
+        },
         "variational_dropout": (
             {
                 "regularization_lambda": (

@@ -64,6 +64,7 @@ class MatchModel(keras.Model):
         logq_correction: bool = False,
         remove_accidental_hits: bool = False,
         mixed_negatives: bool = False,
+        gradient_clipping: dict | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +83,8 @@ class MatchModel(keras.Model):
             else None
         )
         self.temperature = temperature
+        # {"clipping_type": "none"|"norm"|"value", "max_gradient": float}
+        self.gradient_clipping = gradient_clipping
         self.recall_top_ks = list(recall_top_ks)
         self.train_recall_top_ks = list(train_recall_top_ks)
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -254,7 +257,7 @@ class MatchModel(keras.Model):
         if self.sparse_optimizer is None:
             dense = sparse + dense
             sparse = []
-        gradients = tape.gradient(loss, sparse + dense)
+        gradients = self._clip(tape.gradient(loss, sparse + dense))
         if sparse:
             self.sparse_optimizer.apply(gradients[: len(sparse)], sparse)
         self.optimizer.apply(gradients[len(sparse) :], dense)
@@ -264,6 +267,29 @@ class MatchModel(keras.Model):
         for metric in self.train_recall_metrics:
             metric.update_state(targets, outputs["similarity"])
         return self._results([self.loss_tracker, *self.train_recall_metrics])
+
+    def _clip(self, gradients: list) -> list:
+        """train_config.grad_clipping over all gradients, dense and sparse.
+
+        "norm" is torch's clip_grad_norm_ (one global L2 norm); row-sparse
+        gradients count repeated ids separately, before they are summed.
+        """
+        clipping = self.gradient_clipping
+        if not clipping or clipping["clipping_type"] == "none":
+            return gradients
+        limit = clipping["max_gradient"]
+        if clipping["clipping_type"] == "norm":
+            return tf.clip_by_global_norm(gradients, limit)[0]
+        return [
+            tf.IndexedSlices(
+                tf.clip_by_value(g.values, -limit, limit),
+                g.indices,
+                g.dense_shape,
+            )
+            if isinstance(g, tf.IndexedSlices)
+            else tf.clip_by_value(g, -limit, limit)
+            for g in gradients
+        ]
 
     def test_step(self, data) -> dict[str, tf.Tensor]:
         features, _, sample_weight = data
@@ -290,6 +316,7 @@ class MatchModel(keras.Model):
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
             "mixed_negatives": self.mixed_negatives,
+            "gradient_clipping": self.gradient_clipping,
             "name": self.name,
         }
 

@@ -202,8 +202,16 @@ def train_and_evaluate(
     def train_step(iterator):
         return strategy.run(model.train_step, args=(next(iterator),))
 
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-    eval_writer = tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+    writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+        if config.train_config.use_tensorboard
+        else tf.summary.create_noop_writer()
+    )
+    eval_writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, "eval"))
+        if config.train_config.use_tensorboard
+        else tf.summary.create_noop_writer()
+    )
     log_every = max(config.train_config.log_step_count_steps, 1)
     interactive = sys.stdout.isatty()
     progress = keras.utils.Progbar(
