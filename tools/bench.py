@@ -53,19 +53,21 @@ def main() -> None:
         )
     result: dict = {"quick": quick, "machine_cores": os.cpu_count()}
     batch_sizes = [1024] if quick else [1024, 8192]
-    if "pipeline" in parts:
-        result["pipeline"] = {
-            str(b): training.pipeline_throughput(
-                training.taobao_config(TAOBAO_CONFIG, data_dir, b),
-                batches=5 if quick else 30,
-            )
-            for b in batch_sizes
-        }
+    # Training first: measured after the pipeline part, the same process
+    # failed to trace the train step (a TF/autograph issue not yet found).
     if "train" in parts:
         result["train"] = {
             str(b): training.training_throughput(
                 training.taobao_config(TAOBAO_CONFIG, data_dir, b),
                 steps=5 if quick else 30,
+            )
+            for b in batch_sizes
+        }
+    if "pipeline" in parts:
+        result["pipeline"] = {
+            str(b): training.pipeline_throughput(
+                training.taobao_config(TAOBAO_CONFIG, data_dir, b),
+                batches=5 if quick else 30,
             )
             for b in batch_sizes
         }
