@@ -1,4 +1,9 @@
-"""The committed easymatch/protos/*_pb2.py match the .proto files."""
+"""The committed easymatch/protos/*_pb2.py match the .proto files.
+
+tools/gen_protos.py runs grpc_tools.protoc (pinned grpcio-tools) on
+protos/ into a temporary directory; the output must equal the committed
+files byte for byte.
+"""
 
 from __future__ import annotations
 
