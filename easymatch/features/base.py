@@ -82,3 +82,15 @@ def to_text(column: tf.Tensor) -> tf.Tensor:
     if column.dtype == tf.string:
         return column
     return tf.strings.as_string(column)
+
+
+def sparse_model_spec(feature: Feature) -> dict:
+    """The EmbeddingGroup spec of any feature that yields embedding ids."""
+    return {
+        "name": feature.feature_name,
+        "kind": "sparse",
+        "embedding_name": feature.embedding_name,
+        "num_embeddings": feature.num_embeddings,
+        "embedding_dim": feature.embedding_dim,
+        "pooling": feature.pooling,
+    }

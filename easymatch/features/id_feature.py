@@ -10,6 +10,7 @@ from easymatch.features.base import (
     Feature,
     fill_empty_rows,
     pad_ids,
+    sparse_model_spec,
     split_tokens,
     to_text,
 )
@@ -158,14 +159,7 @@ class IdFeature(Feature):
         }
 
     def model_spec(self) -> dict:
-        spec = {
-            "name": self.feature_name,
-            "kind": "sparse",
-            "embedding_name": self.embedding_name,
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "pooling": self.pooling,
-        }
+        spec = sparse_model_spec(self)
         if self.weighted:
             spec["weighted"] = True
         return spec

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from easymatch.features.base import Feature, split_tokens
+from easymatch.features.base import Feature, sparse_model_spec, split_tokens
 
 
 class RawFeature(Feature):
@@ -118,14 +118,7 @@ class RawFeature(Feature):
                 "kind": "dense",
                 "value_dim": self.value_dim,
             }
-        return {
-            "name": self.feature_name,
-            "kind": "sparse",
-            "embedding_name": self.embedding_name,
-            "num_embeddings": self.num_embeddings,
-            "embedding_dim": self.embedding_dim,
-            "pooling": self.pooling,
-        }
+        return sparse_model_spec(self)
 
 
 def parse_normalizer(name: str, text: str):
