@@ -43,18 +43,25 @@ def learning_rate(optimizer_config, base_rate: float, field: str):
     raise ConfigError(f"{field}.{kind}: not supported yet")
 
 
-def build_optimizer(optimizer_config, field: str) -> keras.optimizers.Optimizer:
-    """A SparseOptimizer or DenseOptimizer message → a Keras optimizer."""
+def optimizer_params(optimizer_config, field: str) -> tuple[str, object, str]:
+    """(kind, params message, config path) of the `optimizer` oneof."""
     kind = optimizer_config.WhichOneof("optimizer")
     if kind is None:
         raise ConfigError(f"{field}: no optimizer set")
     params = getattr(optimizer_config, kind)
     path = f"{field}.{kind}"
+    # TorchEasyRec's Fused* messages clip per optimizer; ours may lack it.
     if getattr(params, "gradient_clipping", False):
         raise ConfigError(
             f"{path}.gradient_clipping: not supported yet; use "
             "train_config.grad_clipping"
         )
+    return kind, params, path
+
+
+def build_optimizer(optimizer_config, field: str) -> keras.optimizers.Optimizer:
+    """A SparseOptimizer or DenseOptimizer message → a Keras optimizer."""
+    kind, params, path = optimizer_params(optimizer_config, field)
     weight_decay = getattr(params, "weight_decay", 0.0)
     if weight_decay and kind != "adamw_optimizer":
         # PyTorch's weight_decay on these is an L2 term in the gradient,

@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from easymatch.errors import ConfigError
-from easymatch.training.optimizers import learning_rate
+from easymatch.training.optimizers import learning_rate, optimizer_params
 
 # Base options that act on whole tables every step, which is what these
 # optimizers exist to avoid.
@@ -203,14 +203,7 @@ def build_sparse_optimizer(
     optimizer_config, field: str
 ) -> keras.optimizers.Optimizer:
     """A SparseOptimizer message → a row-sparse Keras optimizer."""
-    kind = optimizer_config.WhichOneof("optimizer")
-    if kind is None:
-        raise ConfigError(f"{field}: no optimizer set")
-    params = getattr(optimizer_config, kind)
-    path = f"{field}.{kind}"
-    # TorchEasyRec's Fused* messages have gradient_clipping; ours may not.
-    if getattr(params, "gradient_clipping", False):
-        raise ConfigError(f"{path}.gradient_clipping: not supported yet")
+    kind, params, path = optimizer_params(optimizer_config, field)
     if getattr(params, "weight_decay", 0.0):
         raise ConfigError(f"{path}.weight_decay: not supported yet")
     rate = learning_rate(optimizer_config, params.lr, field)
