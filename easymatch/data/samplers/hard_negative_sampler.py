@@ -45,7 +45,21 @@ class HardNegatives:
         return rows, np.stack([row_of, position], axis=1).astype(np.int64)
 
 
-class HardNegativeSampler(NegativeSampler):
+class _WithHardNegatives:
+    """Appends each row's hard negatives to the base sampler's draw."""
+
+    hard: HardNegatives
+
+    @property
+    def has_hard(self) -> bool:
+        return True
+
+    def draw(self, batch: dict[str, np.ndarray], step: int = 0) -> Draw:
+        rows, indices = self.hard.draw(batch)
+        return Draw(super().draw(batch, step).negatives, rows, indices)
+
+
+class HardNegativeSampler(_WithHardNegatives, NegativeSampler):
     """NegativeSampler negatives, then each row's hard negatives."""
 
     def __init__(
@@ -62,16 +76,8 @@ class HardNegativeSampler(NegativeSampler):
         self.input_columns = [item_id_field, user_id_field]
         self.hard = HardNegatives(hard_edges, num_hard_sample, user_id_field)
 
-    @property
-    def has_hard(self) -> bool:
-        return True
 
-    def draw(self, batch: dict[str, np.ndarray], step: int = 0) -> Draw:
-        rows, indices = self.hard.draw(batch)
-        return Draw(super().draw(batch, step).negatives, rows, indices)
-
-
-class HardNegativeSamplerV2(NegativeSamplerV2):
+class HardNegativeSamplerV2(_WithHardNegatives, NegativeSamplerV2):
     """NegativeSamplerV2 negatives, then each row's hard negatives."""
 
     def __init__(
@@ -96,11 +102,3 @@ class HardNegativeSamplerV2(NegativeSamplerV2):
             seed,
         )
         self.hard = HardNegatives(hard_edges, num_hard_sample, user_id_field)
-
-    @property
-    def has_hard(self) -> bool:
-        return True
-
-    def draw(self, batch: dict[str, np.ndarray], step: int = 0) -> Draw:
-        rows, indices = self.hard.draw(batch)
-        return Draw(super().draw(batch, step).negatives, rows, indices)
