@@ -247,3 +247,24 @@ def test_errors_with_tf_data(tmp_path: Path) -> None:
     message = f"{path}: row 2, column 'price': cannot parse 'x' as float"
     assert str(error) == message
     assert unwrap_data_error(ValueError("other")) is None
+
+
+def test_each_tf_data_iterator_reads_its_own_stream(tmp_path: Path) -> None:
+    # One row group of many read chunks: its reader thread stays blocked
+    # on a full queue while tf.data prefetches a few 4-row batches.
+    path = _ids(tmp_path / "a.parquet", 0, 100_000, row_group_size=100_000)
+    dataset = _reader(path, 4, num_workers=4).dataset()
+    before = threading.active_count()
+    first = iter(dataset)
+    assert [int(v) for v in next(first)["id"].numpy()] == [0, 1, 2, 3]
+    # A second iterator starts over; the first goes on where it was.
+    assert _id_lists(dataset.take(2)) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert [int(v) for v in next(first)["id"].numpy()] == [4, 5, 6, 7]
+    assert threading.active_count() > before
+    # Dropping an unfinished iterator stops its reader threads.
+    del first
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+

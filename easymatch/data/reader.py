@@ -27,6 +27,7 @@ from easymatch.data.batching import (
 )
 from easymatch.data.convert import KINDS, STRING, to_numpy
 from easymatch.data.csv_source import CsvSource
+from easymatch.data.pump import pumped_dataset
 from easymatch.data.sources import ParquetSource, Piece
 from easymatch.errors import DataError
 
@@ -231,14 +232,18 @@ class TableReader:
         if num_epochs is None and self.num_batches() == 0:
             raise DataError(f"{self._input_path}: no batch to repeat")
         size = self._batch_size if self._drop_remainder else None
-        signature = {
-            c.name: tf.TensorSpec(
-                [size], tf.string if c.kind == STRING else tf.float32
-            )
-            for c in self._columns
-        }
-        ds = tf.data.Dataset.from_generator(
-            functools.partial(self._stream, num_epochs, skip_batches),
-            output_signature=signature,
-        )
+        names = [c.name for c in self._columns]
+
+        def open_stream() -> Iterator[list[np.ndarray]]:
+            for batch in self._stream(num_epochs, skip_batches):
+                yield [batch[name] for name in names]
+
+        ds = pumped_dataset(
+            open_stream,
+            [
+                tf.string if c.kind == STRING else tf.float32
+                for c in self._columns
+            ],
+            [[size]] * len(names),
+        ).map(lambda *columns: dict(zip(names, columns, strict=True)))
         return ds.prefetch(tf.data.AUTOTUNE)
