@@ -268,3 +268,22 @@ def test_each_tf_data_iterator_reads_its_own_stream(tmp_path: Path) -> None:
         time.sleep(0.01)
     assert threading.active_count() == before
 
+
+def test_integer_columns(tmp_path: Path) -> None:
+    table = pa.table({"i": [1, None], "s": ["1", "2"], "f": [1.0, 2.0]})
+    path = _write(tmp_path / "a.parquet", table)
+    reader = TableReader(path, "parquet", _cols("i s f"), 2)
+    assert reader.integer_columns() == {"i"}
+    # A column that is text in any file is not an integer column.
+    _write(tmp_path / "b.parquet", pa.table({"i": ["1|2"], "s": ["3"]}))
+    glob = str(tmp_path / "*.parquet")
+    assert TableReader(glob, "parquet", _cols("i s"), 2).integer_columns() == (
+        set()
+    )
+    csv = tmp_path / "t.csv"
+    csv.write_text("1,a,2.5\n")
+    fields = [("i", "INT64"), ("s", "STRING"), ("f", "DOUBLE")]
+    csv_reader = TableReader(
+        str(csv), "csv", _cols("i s f"), 2, csv_fields=fields
+    )
+    assert csv_reader.integer_columns() == {"i"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,31 @@ def test_sampler_keys_match_the_model_keys():
     assert samplers.HARD_NEG_INDICES == keys.HARD_NEG_INDICES
     assert samplers.NEG_ITEM_ID == keys.NEG_ITEM_ID
     assert samplers.NEG_LOG_Q == keys.NEG_LOG_Q
+
+
+def test_sampler_values_of_an_integer_column_are_still_split(
+    taobao_data, tmp_path
+):
+    # cate_id is an integer column in the files, but the negatives' values
+    # come from the sampler's text table, where one may hold two ids.
+    lines = (taobao_data / "item_table.txt").read_text().splitlines()
+    rows = []
+    for line in lines[1:]:
+        item, weight, attrs = line.split("\t")
+        values = attrs.split("\x02")
+        values[1] = "7\x1d8"  # cate_id, the second attr field
+        rows.append("\t".join([item, weight, "\x02".join(values)]))
+    table = tmp_path / "item_table.txt"
+    table.write_text("\n".join([lines[0], *rows]) + "\n")
+    edits = json.loads(
+        sampler_edits("dssm_negative_sampler_v2", taobao_data, tmp_path)
+    )
+    edits["data_config.negative_sampler_v2.item_input_path"] = str(table)
+    config = load_pipeline_config(
+        sample_path("dssm_negative_sampler_v2"), json.dumps(edits)
+    )
+    features = first_batches(config, 1)[0]
+    negatives = features["cate_id"][32:].numpy()
+    assert negatives.shape == (NUM_SAMPLE, 2)
+    assert (negatives == [7, 8]).all()
+    assert (features["cate_id"][:32, 1].numpy() == -1).all()

@@ -52,6 +52,10 @@ class CsvSource:
         self._header = with_header
         self._parse = pacsv.ParseOptions(delimiter=delimiter)
 
+    def is_integer(self, path: str, name: str) -> bool:
+        """Whether ``name`` is declared INT32 or INT64 (text otherwise)."""
+        return pa.types.is_integer(self._types.get(name, pa.string()))
+
     def _file_columns(self, path: str) -> list[str]:
         if not self._header:
             if not self._fields:

@@ -11,7 +11,8 @@ holds, under reserved keys, what the loss needs: ``hard_neg_indices``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -148,7 +149,11 @@ def hash_ids(ids: tf.Tensor) -> tf.Tensor:
 def batch_transform(
     config, feature_set: FeatureSet
 ) -> Callable[[dict[str, tf.Tensor]], tuple]:
-    """Raw columns → (features, label, sample_weight) for one batch."""
+    """Raw columns → (features, label, sample_weight) for one batch.
+
+    The transform's `single_valued` names columns known to hold one value
+    per row, which id features need not split (see `make_dataset`).
+    """
     data = config.data_config
     label_field = data.label_fields[0]
     weight_field = (
@@ -157,14 +162,16 @@ def batch_transform(
     item_id = item_id_column(config)
     options = _model_options(config)
 
-    def transform(columns: dict[str, tf.Tensor]) -> tuple:
+    def transform(
+        columns: dict[str, tf.Tensor], single_valued: Collection[str] = ()
+    ) -> tuple:
         label = columns[label_field]
         weight = (
             columns[weight_field]
             if weight_field is not None
             else tf.ones_like(label)
         )
-        features = feature_set.transform(columns)
+        features = feature_set.transform(columns, single_valued)
         if samplers.HARD_NEG_INDICES in columns:
             features[keys.HARD_NEG_INDICES] = columns[samplers.HARD_NEG_INDICES]
         if item_id is not None:
@@ -205,9 +212,14 @@ def make_dataset(
         dataset = dataset.shard(
             input_context.num_input_pipelines, input_context.input_pipeline_id
         )
+    single_valued = reader.integer_columns()
     if negatives is not None:
         dataset = negatives(dataset, first_step)
+        # Negatives' values come from the sampler's tables, not the files.
+        single_valued -= set(negatives.item_columns)
     dataset = dataset.map(
-        transform, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        functools.partial(transform, single_valued=single_valued),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -148,6 +148,19 @@ class TableReader:
             self._file_rows[piece.path] = self._source.count(piece.path)
         return self._file_rows[piece.path]
 
+    def integer_columns(self) -> set[str]:
+        """Text columns whose values are integers in every file, so one
+        value (or none) per row: features need not split them."""
+        self._pieces()  # reads every file's schema
+        return {
+            c.name
+            for c in self._columns
+            if c.kind == STRING
+            and all(
+                self._source.is_integer(path, c.name) for path in self.files()
+            )
+        }
+
     def num_rows(self) -> int:
         """Rows in all files (Parquet: metadata only; CSV: a parse pass)."""
         return sum(self._piece_rows(p) for p in self._pieces())

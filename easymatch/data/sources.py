@@ -44,6 +44,11 @@ class ParquetSource:
 
     def __init__(self, names: Sequence[str]) -> None:
         self._names = list(names)
+        self._schemas: dict[str, pa.Schema] = {}
+
+    def is_integer(self, path: str, name: str) -> bool:
+        """Whether column ``name`` of a file seen by `pieces` is integer."""
+        return pa.types.is_integer(self._schemas[path].field(name).type)
 
     def pieces(self, path: str) -> list[Piece]:
         try:
@@ -52,6 +57,7 @@ class ParquetSource:
         except (OSError, pa.ArrowException) as e:
             raise DataError(f"{path}: not a readable Parquet file: {e}") from e
         check_columns(path, self._names, schema.names)
+        self._schemas[path] = schema
         pieces, first = [], 0
         for i in range(meta.num_row_groups):
             n = meta.row_group(i).num_rows

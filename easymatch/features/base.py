@@ -35,12 +35,16 @@ class Feature(tf.Module):
         """The feature's own tensor (ids or values)."""
         raise NotImplementedError
 
-    def outputs(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def outputs(
+        self, columns: dict[str, tf.Tensor], single_valued: bool = False
+    ) -> dict[str, tf.Tensor]:
         """Every tensor the model reads for this feature, by key.
 
         The feature's own tensor under its name, plus companions for
         weighted ids (`<name>__weight`) and dense sequences
-        (`<name>__length`).
+        (`<name>__length`). `single_valued`: the input column is known to
+        hold at most one value per row (it is an integer column), so a
+        feature may skip splitting it; the result must not change.
         """
         return {self.feature_name: self.transform(columns)}
 

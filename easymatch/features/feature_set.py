@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 import tensorflow as tf
 
@@ -48,11 +48,20 @@ class FeatureSet(tf.Module):
                 kinds[feature.input_column] = kind
         return kinds
 
-    def transform(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Every feature's `outputs`: its tensor and any companions."""
+    def transform(
+        self,
+        columns: dict[str, tf.Tensor],
+        single_valued: Collection[str] = (),
+    ) -> dict[str, tf.Tensor]:
+        """Every feature's `outputs`: its tensor and any companions.
+
+        `single_valued`: columns known to hold one value per row.
+        """
         tensors: dict[str, tf.Tensor] = {}
         for feature in self.features:
-            tensors.update(feature.outputs(columns))
+            tensors.update(
+                feature.outputs(columns, feature.input_column in single_valued)
+            )
         return tensors
 
     def model_specs(self) -> list[dict]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import tensorflow as tf
 
 from easymatch.features.base import (
+    PAD_ID,
     Feature,
     fill_empty_rows,
     pad_ids,
@@ -137,13 +138,18 @@ class IdFeature(Feature):
     def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
         return self.outputs(columns)[self.feature_name]
 
-    def outputs(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        column = to_text(columns[self.input_column])
+    def outputs(
+        self, columns: dict[str, tf.Tensor], single_valued: bool = False
+    ) -> dict[str, tf.Tensor]:
+        raw = columns[self.input_column]
+        column = to_text(raw)
         default = (
             self.fg_encoded_default_value
             if self.fg_encoded
             else self.default_value
         )
+        if self._one_token_per_row(single_valued or raw.dtype.is_integer):
+            return {self.feature_name: self._single_token_ids(column, default)}
         tokens = fill_empty_rows(split_tokens(column, self.separator), default)
         if not self.weighted:
             ids = self.bucketize(tokens.values)
@@ -157,6 +163,25 @@ class IdFeature(Feature):
             self.feature_name: ids,
             self.feature_name + WEIGHT_SUFFIX: padded_weights,
         }
+
+    def _one_token_per_row(self, integer_column: bool) -> bool:
+        # An integer's text ("-12") splits into itself unless the separator
+        # shares a character with it.
+        return (
+            integer_column
+            and not self.weighted
+            and not set(self.separator) & set("-0123456789")
+        )
+
+    def _single_token_ids(self, column: tf.Tensor, default: str) -> tf.Tensor:
+        """What splitting gives a column of at most one token per row, at
+        a fraction of the cost: "" is missing, so `default` or padding."""
+        present = tf.strings.length(column) > 0
+        if default:
+            return self.bucketize(tf.where(present, column, default))[:, None]
+        # "0" is a valid token for every bucketizer; those rows are padding.
+        ids = self.bucketize(tf.where(present, column, "0"))
+        return tf.where(present, ids, PAD_ID)[:, None]
 
     def model_spec(self) -> dict:
         spec = sparse_model_spec(self)

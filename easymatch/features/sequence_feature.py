@@ -72,7 +72,9 @@ class SequenceIdFeature(IdFeature):
     def is_sequence(self) -> bool:
         return True
 
-    def outputs(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def outputs(
+        self, columns: dict[str, tf.Tensor], single_valued: bool = False
+    ) -> dict[str, tf.Tensor]:
         elements = split_sequence(
             columns[self.input_column],
             self.sequence_delim,
@@ -125,7 +127,9 @@ class SequenceRawFeature(RawFeature):
     def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
         return self.outputs(columns)[self.feature_name]
 
-    def outputs(self, columns: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    def outputs(
+        self, columns: dict[str, tf.Tensor], single_valued: bool = False
+    ) -> dict[str, tf.Tensor]:
         elements = split_sequence(
             columns[self.input_column],
             self.sequence_delim,
