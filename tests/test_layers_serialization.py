@@ -161,6 +161,14 @@ def _match_tower() -> tuple[keras.layers.Layer, Any, Any]:
     return layer, keras.Input((5,)), RNG.normal(size=(3, 5)).astype("float32")
 
 
+def _match_tower_bf16() -> tuple[keras.layers.Layer, Any, Any]:
+    layer = MatchTower(
+        [2, 3], mlp={"hidden_units": [4]}, mixed_precision="BF16"
+    )
+    layer.build((None, 5))
+    return layer, keras.Input((5,)), RNG.normal(size=(3, 5)).astype("float32")
+
+
 def _mlp() -> tuple[keras.layers.Layer, Any, Any]:
     layer = MLP([4, 3], activation="nn.GELU", use_bn=True, dropout_ratio=[0.5])
     return layer, keras.Input((6,)), RNG.normal(size=(3, 6)).astype("float32")
@@ -181,6 +189,7 @@ CASES: dict[str, Callable[[], tuple[keras.layers.Layer, Any, Any]]] = {
     "mlp": _mlp,
     "variational_dropout": _variational_dropout,
     "match_tower": _match_tower,
+    "match_tower_bf16": _match_tower_bf16,
 }
 
 

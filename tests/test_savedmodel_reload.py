@@ -37,12 +37,14 @@ def _save_and_load(fn, example: Any, path) -> tuple[Any, Any]:
     return traced, tf.saved_model.load(str(path))
 
 
-def _assert_same(expected: Any, actual: Any) -> None:
+def _assert_same(expected: Any, actual: Any, rtol: float = 1e-6) -> None:
     tf.nest.assert_same_structure(expected, actual)
     for x, y in zip(
         tf.nest.flatten(expected), tf.nest.flatten(actual), strict=True
     ):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(x), np.asarray(y), rtol=rtol, atol=rtol * 1e-3
+        )
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -59,8 +61,10 @@ def test_layer_outputs_survive_saved_model_reload(case, tmp_path):
 
     eager = call(values)
     traced, loaded = _save_and_load(call, values, tmp_path / case)
-    _assert_same(eager, traced(values))
-    _assert_same(eager, loaded.serve(values))
+    # The loaded graph may fuse bfloat16 ops differently: a rounding or two.
+    rtol = 0.02 if "bf16" in case else 1e-6
+    _assert_same(eager, traced(values), rtol)
+    _assert_same(eager, loaded.serve(values), rtol)
 
 
 @pytest.mark.parametrize("model_type", [DSSM, DSSMV2])

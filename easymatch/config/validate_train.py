@@ -44,6 +44,12 @@ def validate_train(train: train_pb2.TrainConfig, report: Reporter) -> None:
             f"{clip_path}.norm_type",
             "only the global L2 norm (2.0) is supported yet",
         )
+    if train.mixed_precision not in ("", "BF16"):
+        report.fail(
+            f"{path}.mixed_precision",
+            f'"{train.mixed_precision}" is not supported; use "BF16" or leave '
+            "it empty (FP16 needs loss scaling and has no fast CPU kernels)",
+        )
     if train.gradient_accumulation_steps > 1:
         report.fail(f"{path}.gradient_accumulation_steps", "not supported yet")
     _validate_optimizer(

@@ -39,6 +39,7 @@ def _torch_linear_initializer(fan_in: int) -> keras.initializers.Initializer:
 class MLP(keras.layers.Layer):
     """TER's MLP (SPEC §3.3); identity when `hidden_units` is empty.
 
+    Sublayers compute in the MLP's dtype policy (e.g. `mixed_bfloat16`).
     Each hidden layer is `Dense(use_bias=bias and not use_bn)` →
     `BatchNormalization` (use_bn) or `LayerNormalization` (use_ln) →
     activation → `Dropout` (ratio > 0), with PyTorch's defaults for the
@@ -117,20 +118,31 @@ class MLP(keras.layers.Layer):
                     use_bias=self.bias and not self.use_bn,
                     kernel_initializer=_torch_linear_initializer(fan_in),
                     bias_initializer=_torch_linear_initializer(fan_in),
+                    dtype=self.dtype_policy,
                 )
             ]
             if self.use_bn:
                 block.append(
-                    keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+                    keras.layers.BatchNormalization(
+                        momentum=0.9, epsilon=1e-5, dtype=self.dtype_policy
+                    )
                 )
             if self.use_ln:
-                block.append(keras.layers.LayerNormalization(epsilon=1e-5))
+                block.append(
+                    keras.layers.LayerNormalization(
+                        epsilon=1e-5, dtype=self.dtype_policy
+                    )
+                )
             if self.activation:
                 block.append(
-                    keras.layers.Activation(ACTIVATIONS[self.activation])
+                    keras.layers.Activation(
+                        ACTIVATIONS[self.activation], dtype=self.dtype_policy
+                    )
                 )
             if ratio > 0.0:
-                block.append(keras.layers.Dropout(ratio))
+                block.append(
+                    keras.layers.Dropout(ratio, dtype=self.dtype_policy)
+                )
             for layer in block:
                 layer.build(shape)
                 shape = layer.compute_output_shape(shape)

@@ -83,6 +83,7 @@ def model_kwargs(config, feature_set: FeatureSet) -> tuple[str, dict]:
             "clipping_type": config.train_config.grad_clipping.clipping_type,
             "max_gradient": config.train_config.grad_clipping.max_gradient,
         },
+        "mixed_precision": config.train_config.mixed_precision,
         "variational_dropout": (
             {
                 "regularization_lambda": (

@@ -35,9 +35,11 @@ class DSSM(MatchModel):
         output_dim: int,
         similarity: str = "INNER_PRODUCT",
         variational_dropout: dict | None = None,
+        mixed_precision: str = "",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.mixed_precision = mixed_precision
         self.feature_specs = features
         self.group_specs = groups
         self.user_tower_config = user_tower
@@ -78,6 +80,7 @@ class DSSM(MatchModel):
             output_dim=self.output_dim,
             similarity=self.similarity,
             variational_dropout=self.variational_dropout,
+            mixed_precision=self.mixed_precision,
             name=f"{side}_tower",
         )
         # Every width is known from the config: create all variables now,
@@ -146,5 +149,6 @@ class DSSM(MatchModel):
             output_dim=self.output_dim,
             similarity=self.similarity,
             variational_dropout=self.variational_dropout,
+            mixed_precision=self.mixed_precision,
         )
         return config

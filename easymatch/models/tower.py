@@ -11,6 +11,10 @@ from easymatch.layers.mlp import MLP
 from easymatch.layers.variational_dropout import VariationalDropout
 
 SIMILARITIES = ("INNER_PRODUCT", "COSINE")
+# train_config.mixed_precision → the Keras policy of the towers' MLPs.
+# Variables stay float32; FP16 would need loss scaling and has no fast CPU
+# kernels, so only BF16 is offered.
+MIXED_PRECISION_POLICIES = {"": "float32", "BF16": "mixed_bfloat16"}
 
 
 def layer_output_dim(layer: keras.layers.Layer, shape: tuple) -> int:
@@ -23,6 +27,8 @@ class MatchTower(keras.layers.Layer):
 
     With no MLP the tower is the identity, and `output_dim > 0` projects the
     group tensor directly (TorchEasyRec crashes there, SPEC §6.8).
+    `mixed_precision="BF16"` runs the MLP and projection in bfloat16; the
+    embedding leaves the tower as float32.
     """
 
     def __init__(
@@ -32,6 +38,7 @@ class MatchTower(keras.layers.Layer):
         output_dim: int = 0,
         similarity: str = "INNER_PRODUCT",
         variational_dropout: dict | None = None,
+        mixed_precision: str = "",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -39,6 +46,13 @@ class MatchTower(keras.layers.Layer):
             raise ValueError(
                 f"similarity must be one of {SIMILARITIES}, got {similarity}"
             )
+        if mixed_precision not in MIXED_PRECISION_POLICIES:
+            raise ValueError(
+                "mixed_precision must be one of "
+                f"{sorted(MIXED_PRECISION_POLICIES)}, got {mixed_precision!r}"
+            )
+        self.mixed_precision = mixed_precision
+        policy = MIXED_PRECISION_POLICIES[mixed_precision]
         self.feature_dims = [int(d) for d in feature_dims]
         self.mlp_config = dict(mlp or {})
         self.output_dim = output_dim
@@ -50,12 +64,12 @@ class MatchTower(keras.layers.Layer):
             else None
         )
         self.mlp = (
-            MLP(**self.mlp_config)
+            MLP(**self.mlp_config, dtype=policy)
             if self.mlp_config.get("hidden_units")
             else None
         )
         self.projection = (
-            MLP(hidden_units=[output_dim], activation="")
+            MLP(hidden_units=[output_dim], activation="", dtype=policy)
             if output_dim > 0
             else None
         )
@@ -86,6 +100,7 @@ class MatchTower(keras.layers.Layer):
             x = self.mlp(x, training=training)
         if self.projection is not None:
             x = self.projection(x, training=training)
+        x = keras.ops.cast(x, "float32")
         if self.similarity == "COSINE":
             # F.normalize: x / max(||x||, 1e-12).
             norm = keras.ops.sqrt(
@@ -102,5 +117,6 @@ class MatchTower(keras.layers.Layer):
             output_dim=self.output_dim,
             similarity=self.similarity,
             variational_dropout=self.variational_dropout_config,
+            mixed_precision=self.mixed_precision,
         )
         return config

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from easymatch.protos import optimizer_pb2 as easymatch_dot_protos_dot_optimizer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x61symatch/protos/train.proto\x12\x10\x65\x61symatch.protos\x1a easymatch/protos/optimizer.proto\"Z\n\x0cGradClipping\x12\x1b\n\rclipping_type\x18\x01 \x01(\t:\x04none\x12\x17\n\x0cmax_gradient\x18\x02 \x01(\x02:\x01\x31\x12\x14\n\tnorm_type\x18\x03 \x01(\x02:\x01\x32\"\xee\x03\n\x0bTrainConfig\x12;\n\x10sparse_optimizer\x18\x01 \x02(\x0b\x32!.easymatch.protos.SparseOptimizer\x12\x39\n\x0f\x64\x65nse_optimizer\x18\x02 \x02(\x0b\x32 .easymatch.protos.DenseOptimizer\x12\x11\n\tnum_steps\x18\x03 \x01(\r\x12\x12\n\nnum_epochs\x18\x04 \x01(\r\x12$\n\x16save_checkpoints_steps\x18\x05 \x01(\r:\x04\x31\x30\x30\x30\x12\x1c\n\x14\x66ine_tune_checkpoint\x18\x06 \x01(\t\x12!\n\x14log_step_count_steps\x18\x08 \x01(\r:\x03\x31\x30\x30\x12\x1d\n\x0fuse_tensorboard\x18\n \x01(\x08:\x04true\x12\x1f\n\x17save_checkpoints_epochs\x18\x0b \x01(\r\x12\x1d\n\x15tensorboard_summaries\x18\x0c \x03(\t\x12#\n\x1bgradient_accumulation_steps\x18\x12 \x01(\r\x12\x35\n\rgrad_clipping\x18\x13 \x01(\x0b\x32\x1e.easymatch.protos.GradClipping\x12\x1e\n\x13keep_checkpoint_max\x18\x14 \x01(\r:\x01\x30')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x61symatch/protos/train.proto\x12\x10\x65\x61symatch.protos\x1a easymatch/protos/optimizer.proto\"Z\n\x0cGradClipping\x12\x1b\n\rclipping_type\x18\x01 \x01(\t:\x04none\x12\x17\n\x0cmax_gradient\x18\x02 \x01(\x02:\x01\x31\x12\x14\n\tnorm_type\x18\x03 \x01(\x02:\x01\x32\"\xa8\x04\n\x0bTrainConfig\x12;\n\x10sparse_optimizer\x18\x01 \x02(\x0b\x32!.easymatch.protos.SparseOptimizer\x12\x39\n\x0f\x64\x65nse_optimizer\x18\x02 \x02(\x0b\x32 .easymatch.protos.DenseOptimizer\x12\x11\n\tnum_steps\x18\x03 \x01(\r\x12\x12\n\nnum_epochs\x18\x04 \x01(\r\x12$\n\x16save_checkpoints_steps\x18\x05 \x01(\r:\x04\x31\x30\x30\x30\x12\x1c\n\x14\x66ine_tune_checkpoint\x18\x06 \x01(\t\x12!\n\x14log_step_count_steps\x18\x08 \x01(\r:\x03\x31\x30\x30\x12\x1d\n\x0fuse_tensorboard\x18\n \x01(\x08:\x04true\x12\x1f\n\x17save_checkpoints_epochs\x18\x0b \x01(\r\x12\x1d\n\x15tensorboard_summaries\x18\x0c \x03(\t\x12\x17\n\x0fmixed_precision\x18\x10 \x01(\t\x12#\n\x1bgradient_accumulation_steps\x18\x12 \x01(\r\x12\x35\n\rgrad_clipping\x18\x13 \x01(\x0b\x32\x1e.easymatch.protos.GradClipping\x12\x1e\n\x13keep_checkpoint_max\x18\x14 \x01(\r:\x01\x30\x12\x1f\n\x13steps_per_execution\x18\xe8\x07 \x01(\r:\x01\x38')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,5 +35,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRADCLIPPING']._serialized_start=84
   _globals['_GRADCLIPPING']._serialized_end=174
   _globals['_TRAINCONFIG']._serialized_start=177
-  _globals['_TRAINCONFIG']._serialized_end=671
+  _globals['_TRAINCONFIG']._serialized_end=729
 # @@protoc_insertion_point(module_scope)

@@ -88,6 +88,30 @@ def sample_features(
     return features
 
 
+def make_train_steps(model: MatchModel, strategy: tf.distribute.Strategy):
+    """`train_steps(iterator, count)`: up to `count` training steps in one
+    call; returns (steps run, the last step's per-replica logs).
+
+    Taking the iterator (not a batch) traces once: every batch's padded
+    sequence widths differ, but the iterator's type does not. `count` is a
+    tensor for the same reason.
+    """
+
+    @tf.function
+    def train_steps(iterator, count):
+        logs = strategy.run(model.train_step, args=(next(iterator),))
+        done = tf.constant(1)
+        for _ in tf.range(count - 1):
+            batch = iterator.get_next_as_optional()
+            if not batch.has_value():
+                break
+            logs = strategy.run(model.train_step, args=(batch.get_value(),))
+            done += 1
+        return done, logs
+
+    return train_steps
+
+
 def total_steps(config, steps_per_epoch: int) -> int:
     train_config = config.train_config
     if train_config.num_steps:
@@ -196,11 +220,7 @@ def train_and_evaluate(
 
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
 
-    # Taking the iterator (not a batch) traces once: every batch's padded
-    # sequence widths differ, but the iterator's type does not.
-    @tf.function
-    def train_step(iterator):
-        return strategy.run(model.train_step, args=(next(iterator),))
+    train_steps = make_train_steps(model, strategy)
 
     writer = (
         tf.summary.create_file_writer(os.path.join(model_dir, "train"))
@@ -236,15 +256,23 @@ def train_and_evaluate(
         if after_evaluation is not None:
             after_evaluation(model, step, metrics)
 
+    per_call = max(config.train_config.steps_per_execution, 1)
     while step < last_step:
+        # A call never runs past a step that logs, saves or ends training.
+        count = min(
+            per_call,
+            last_step - step,
+            log_every - step % log_every,
+            interval - step % interval,
+        )
         try:
-            logs = train_step(iterator)
+            done, logs = train_steps(iterator, tf.constant(count))
         except (StopIteration, tf.errors.OutOfRangeError):
             logger.warning("training input ended at step %d", step)
             break
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
             raise data_error_from_tf(e) from None
-        step += 1
+        step += int(done)
         progress.update(step)
         if step % log_every == 0 or step == last_step:
             values = {
