@@ -257,6 +257,12 @@ def train_and_evaluate(
             after_evaluation(model, step, metrics)
 
     per_call = max(config.train_config.steps_per_execution, 1)
+    if strategy.num_replicas_in_sync > 1 and per_call > 1:
+        # In a tf.while_loop, the replicas' all-gathers of differently
+        # sized id sets (row-sparse updates) get mismatched collective
+        # instances in TF 2.20; one step per call keeps them in step.
+        logger.info("steps_per_execution is 1 with several replicas")
+        per_call = 1
     while step < last_step:
         # A call never runs past a step that logs, saves or ends training.
         count = min(
