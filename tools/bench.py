@@ -53,28 +53,57 @@ def main() -> None:
         )
     result: dict = {"quick": quick, "machine_cores": os.cpu_count()}
     batch_sizes = [1024] if quick else [1024, 8192]
-    # Training first: measured after the pipeline part, the same process
-    # failed to trace the train step (a TF/autograph issue not yet found).
+
+    def config(batch_size: int, **overrides):
+        return training.taobao_config(
+            TAOBAO_CONFIG, data_dir, batch_size, **overrides
+        )
+
     if "train" in parts:
         result["train"] = {
             str(b): training.training_throughput(
-                training.taobao_config(TAOBAO_CONFIG, data_dir, b),
-                steps=5 if quick else 30,
+                config(b), steps=16 if quick else 64
+            )
+            for b in batch_sizes
+        }
+        result["train_bf16"] = {
+            str(b): training.training_throughput(
+                config(b, mixed_precision="BF16"), steps=16 if quick else 64
+            )
+            for b in batch_sizes
+        }
+        # Before/after steps_per_execution, on one model, taking turns.
+        result["train_step_ms_by_steps_per_execution"] = {
+            str(b): training.step_ms_by_steps_per_execution(
+                config(b),
+                [1, 8],
+                steps=max((16 if quick else 48) * 1024 // b, 8),
+                rounds=1 if quick else 5,
             )
             for b in batch_sizes
         }
     if "pipeline" in parts:
         result["pipeline"] = {
             str(b): training.pipeline_throughput(
-                training.taobao_config(TAOBAO_CONFIG, data_dir, b),
-                batches=5 if quick else 30,
+                config(b),
+                batches=(30 if quick else 400) * 1024 // b,
+                warmup=(10 if quick else 60) * 1024 // b,
             )
             for b in batch_sizes
+        }
+    if "pipeline" in parts and "train" in parts:
+        result["pipeline_to_train_ratio"] = {
+            size: result["pipeline"][size]["batches_per_sec"]
+            / result["train"][size]["steps_per_sec"]
+            for size in result["pipeline"]
         }
     if "tables" in parts:
         sizes = [10_000, 1_000_000] if quick else [10_000, 1_000_000, 10**7]
         step_ms = training.table_scaling(
-            sizes, batch_size=1024, steps=5 if quick else 30
+            sizes,
+            batch_size=1024,
+            steps=5 if quick else 20,
+            rounds=2 if quick else 5,
         )
         result["table_step_ms"] = step_ms
         result["table_step_ratio_largest_vs_10k"] = (

@@ -13,15 +13,23 @@ from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import batch_transform, make_dataset, make_reader
 from easymatch.features.builder import build_feature_set
 from easymatch.models.dssm import DSSM
-from easymatch.training.loop import create_model
+from easymatch.training.loop import create_model, make_train_steps
 from easymatch.training.sparse_optimizers import RowSparseAdagrad
 
 
-def taobao_config(config_path: str, data_dir: str, batch_size: int):
+def taobao_config(
+    config_path: str,
+    data_dir: str,
+    batch_size: int,
+    *,
+    steps_per_execution: int | None = None,
+    mixed_precision: str = "",
+):
     """The sample config on generated data, in-batch negatives only.
 
     TorchEasyRec's reference figure is for in-batch negatives, so any
-    configured sampler is dropped here.
+    configured sampler is dropped here. `steps_per_execution` (default: the
+    config's) and `mixed_precision` override train_config.
     """
     config = load_pipeline_config(
         config_path,
@@ -34,6 +42,9 @@ def taobao_config(config_path: str, data_dir: str, batch_size: int):
         ),
     )
     config.data_config.ClearField("sampler")
+    if steps_per_execution is not None:
+        config.train_config.steps_per_execution = steps_per_execution
+    config.train_config.mixed_precision = mixed_precision
     kind = config.model_config.WhichOneof("model")
     getattr(config.model_config, kind).in_batch_negative = True
     return config
@@ -52,8 +63,12 @@ def _timed_steps(step_fn, warmup: int, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def pipeline_throughput(config, batches: int) -> dict:
-    """Reader + feature transforms alone, as training would consume them."""
+def pipeline_throughput(config, batches: int, warmup: int) -> dict:
+    """Reader + feature transforms alone, as training would consume them.
+
+    `warmup` batches first: the reader threads and tf.data's autotuning
+    take a few dozen batches to reach their steady state.
+    """
     feature_set = build_feature_set(config)
     reader = make_reader(
         config, feature_set, config.train_input_path, training=True
@@ -62,7 +77,7 @@ def pipeline_throughput(config, batches: int) -> dict:
         reader, batch_transform(config, feature_set), num_epochs=None
     )
     iterator = iter(dataset)
-    seconds = _timed_steps(lambda: next(iterator), 3, batches)
+    seconds = _timed_steps(lambda: next(iterator), warmup, batches)
     batch_size = config.data_config.batch_size
     return {
         "batches_per_sec": 1.0 / seconds,
@@ -70,8 +85,9 @@ def pipeline_throughput(config, batches: int) -> dict:
     }
 
 
-def training_throughput(config, steps: int, warmup: int = 5) -> dict:
-    """Steady-state training examples/s (start-up and tracing excluded)."""
+def _cached_training(config):
+    """(train_steps, iterator) of a fresh model on 8 cached batches, so
+    the input pipeline stays out of the measurement."""
     strategy = tf.distribute.get_strategy()
     feature_set = build_feature_set(config)
     model = create_model(config, feature_set, strategy)
@@ -81,15 +97,25 @@ def training_throughput(config, steps: int, warmup: int = 5) -> dict:
     dataset = make_dataset(
         reader, batch_transform(config, feature_set), num_epochs=None
     )
-    # Cached batches take the input pipeline out of the measurement.
-    cached = dataset.take(8).cache().repeat()
-    iterator = iter(cached)
+    iterator = iter(dataset.take(8).cache().repeat())
+    return make_train_steps(model, strategy), iterator
 
-    @tf.function
-    def step():
-        return strategy.run(model.train_step, args=(next(iterator),))
 
-    seconds = _timed_steps(step, warmup, steps)
+def _seconds_per_step(train_steps, iterator, per_call: int, steps: int):
+    count = tf.constant(per_call)
+    calls = max(steps // per_call, 1)
+    return (
+        _timed_steps(lambda: train_steps(iterator, count), 1, calls) / per_call
+    )
+
+
+def training_throughput(config, steps: int) -> dict:
+    """Steady-state training examples/s (start-up and tracing excluded),
+    run as the training loop runs it: `steps_per_execution` steps a call.
+    """
+    train_steps, iterator = _cached_training(config)
+    per_call = max(config.train_config.steps_per_execution, 1)
+    seconds = _seconds_per_step(train_steps, iterator, per_call, steps)
     batch_size = config.data_config.batch_size
     return {
         "steps_per_sec": 1.0 / seconds,
@@ -97,15 +123,41 @@ def training_throughput(config, steps: int, warmup: int = 5) -> dict:
     }
 
 
-def table_scaling(rows: list[int], batch_size: int, steps: int) -> dict:
+def step_ms_by_steps_per_execution(
+    config, per_calls: list[int], steps: int, rounds: int
+) -> dict:
+    """Step time (ms) of one model run `per_call` steps a call, for each
+    value; the values take turns over `rounds` rounds (medians)."""
+    train_steps, iterator = _cached_training(config)
+    times: dict[int, list[float]] = {n: [] for n in per_calls}
+    for _ in range(rounds):
+        for per_call in per_calls:
+            times[per_call].append(
+                _seconds_per_step(train_steps, iterator, per_call, steps)
+            )
+    return {str(n): float(np.median(t)) * 1e3 for n, t in times.items()}
+
+
+def table_scaling(
+    rows: list[int], batch_size: int, steps: int, rounds: int = 5
+) -> dict:
     """Step time (ms) of a one-table tower pair as the user table grows.
 
     With row-sparse optimizers a step touches only looked-up rows, so the
-    time should not grow with the table.
+    time should not grow with the table. The sizes take turns over
+    `rounds` rounds of `steps` steps and each reports its median, so a
+    slow spell of the machine does not land on one size.
     """
+    step_fns = {
+        num_rows: _table_step(num_rows, batch_size) for num_rows in rows
+    }
+    times: dict[int, list[float]] = {num_rows: [] for num_rows in rows}
+    for _ in range(rounds):
+        for num_rows, step_fn in step_fns.items():
+            times[num_rows].append(_timed_steps(step_fn, 3, steps))
     return {
-        str(num_rows): _table_step_seconds(num_rows, batch_size, steps) * 1e3
-        for num_rows in rows
+        str(num_rows): float(np.median(seconds)) * 1e3
+        for num_rows, seconds in times.items()
     }
 
 
@@ -138,7 +190,8 @@ def _one_table_dssm(num_rows: int) -> DSSM:
     return model
 
 
-def _table_step_seconds(num_rows: int, batch_size: int, steps: int) -> float:
+def _table_step(num_rows: int, batch_size: int):
+    """A function that runs one training step on a rotating batch."""
     model = _one_table_dssm(num_rows)
     rng = np.random.default_rng(0)
     ones = tf.ones([batch_size])
@@ -156,6 +209,4 @@ def _table_step_seconds(num_rows: int, batch_size: int, steps: int) -> float:
     ]
     train_step = tf.function(model.train_step)
     counter = iter(range(10**9))
-    return _timed_steps(
-        lambda: train_step(batches[next(counter) % 4]), 3, steps
-    )
+    return lambda: train_step(batches[next(counter) % 4])
