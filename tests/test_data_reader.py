@@ -287,3 +287,40 @@ def test_integer_columns(tmp_path: Path) -> None:
         str(csv), "csv", _cols("i s f"), 2, csv_fields=fields
     )
     assert csv_reader.integer_columns() == {"i"}
+
+
+def test_null_free_integer_candidates_arrive_as_int64(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "i": pa.array([1, 2, 3], pa.int64()),
+            "n": pa.array([1, None, 3], pa.int64()),
+            "s": ["1", "2", "3"],
+            "j": pa.array([4, 5, 6], pa.int32()),
+        }
+    )
+    path = _write(tmp_path / "a.parquet", table)
+    reader = TableReader(
+        path, "parquet", _cols("i n s j"), 3, int64_candidates={"i", "n", "s"}
+    )
+    # "n" has a null, "s" is text, "j" is not a candidate.
+    assert reader.int64_columns() == {"i"}
+    spec = reader.dataset().element_spec
+    assert spec["i"].dtype == tf.int64
+    assert {spec[c].dtype for c in "nsj"} == {tf.string}
+    (batch,) = reader.batches()
+    assert batch["i"].dtype == np.int64 and batch["i"].tolist() == [1, 2, 3]
+    assert batch["n"].tolist() == [b"1", b"", b"3"]
+    (element,) = reader.dataset()
+    assert element["i"].numpy().tolist() == [1, 2, 3]
+    csv = tmp_path / "t.csv"
+    csv.write_text("1\n2\n")
+    fields = [("i", "INT64")]
+    csv_reader = TableReader(
+        str(csv),
+        "csv",
+        _cols("i"),
+        2,
+        csv_fields=fields,
+        int64_candidates={"i"},
+    )
+    assert csv_reader.int64_columns() == set()  # nulls unknown in CSV

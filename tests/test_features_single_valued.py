@@ -68,3 +68,23 @@ def test_weighted_feature_ignores_single_valued() -> None:
     assert out["f__weight"].numpy()[0, 0] == pytest.approx(0.5)
     four = tf.strings.to_hash_bucket_fast("4", 97).numpy()
     assert out["f"].numpy()[0, 0] == four
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"num_buckets": 20}, {"num_buckets": 20, "fg_encoded": True}]
+)
+def test_int64_ids_equal_their_parsed_text(kwargs: dict) -> None:
+    numbers = tf.constant([12, 3, 0, 19], tf.int64)
+    text = tf.constant(["12", "3", "0", "19"])
+    parsed = feature(**kwargs)
+    np.testing.assert_array_equal(
+        ids(parsed, numbers, single=False), ids(parsed, text, single=False)
+    )
+    np.testing.assert_array_equal(
+        ids(parsed, numbers, single=False), [[12], [3], [0], [19]]
+    )
+
+
+def test_int64_id_out_of_range_names_the_feature() -> None:
+    with pytest.raises(tf.errors.InvalidArgumentError, match='feature "f"'):
+        ids(feature(num_buckets=20), tf.constant([20], tf.int64), False)

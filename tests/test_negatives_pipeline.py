@@ -16,6 +16,7 @@ from easymatch.data.dataset import (
     batch_transform,
     build_negatives,
     hash_ids,
+    int64_candidates,
     make_dataset,
     make_reader,
 )
@@ -199,3 +200,24 @@ def test_sampler_values_of_an_integer_column_are_still_split(
     assert negatives.shape == (NUM_SAMPLE, 2)
     assert (negatives == [7, 8]).all()
     assert (features["cate_id"][:32, 1].numpy() == -1).all()
+
+
+def test_int64_candidates_leave_text_where_text_is_matched(
+    taobao_data, tmp_path
+):
+    plain = load_pipeline_config(
+        str(DEMO_CONFIG), demo_edits(taobao_data, tmp_path)
+    )
+    candidates = int64_candidates(plain, build_feature_set(plain))
+    assert {"user_id", "cms_segid", "adgroup_id", "cate_id"} <= candidates
+    # Sequences and raw features parse text.
+    assert "click_50_seq__adgroup_id" not in candidates
+    assert "price" not in candidates
+    name = "dssm_hard_negative_sampler_v2"
+    sampled = load_pipeline_config(
+        sample_path(name), sampler_edits(name, taobao_data, tmp_path)
+    )
+    candidates = int64_candidates(sampled, build_feature_set(sampled))
+    # The sampler extends item columns and matches user ids as text.
+    assert "cms_segid" in candidates
+    assert not {"user_id", "adgroup_id", "cate_id"} & candidates

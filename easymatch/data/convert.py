@@ -18,6 +18,9 @@ from easymatch.errors import DataError
 STRING = "string"
 FLOAT = "float"
 KINDS = (STRING, FLOAT)
+# Not a kind to ask for: how the reader delivers a text column that holds
+# integers without nulls (TableReader.int64_columns).
+INT64 = "int64"
 
 
 def _is_text(t: pa.DataType) -> bool:
@@ -137,6 +140,8 @@ def to_numpy(
     """Converts one column of one chunk; ``where`` names the file."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if kind == INT64:
+        return pc.cast(values, pa.int64()).to_numpy()
     if kind == STRING:
         text = pc.fill_null(_to_text(values, where, column), b"")
         return text.to_numpy(zero_copy_only=False)

@@ -21,7 +21,7 @@ from easymatch.config import sampler_config
 from easymatch.data import samplers
 from easymatch.data.convert import STRING
 from easymatch.data.reader import ColumnSpec, TableReader
-from easymatch.features import FeatureSet
+from easymatch.features import FeatureSet, IdFeature
 from easymatch.protos import data_pb2
 from easymatch.retrieval import negatives as keys
 
@@ -106,6 +106,30 @@ def feature_columns(config, feature_set: FeatureSet) -> dict[str, str]:
     return kinds
 
 
+def int64_candidates(config, feature_set: FeatureSet) -> set[str]:
+    """Text columns that may reach tf.data as int64 (see TableReader).
+
+    Only columns that plain id features alone read: they take integers
+    as well as text. Sequence, weighted and raw features parse text; the
+    sampler and the loss match ids as text; a sampler's negatives extend
+    the item columns with text from its tables.
+    """
+    readers: dict[str, list] = {}
+    for feature in feature_set.features:
+        readers.setdefault(feature.input_column, []).append(feature)
+    candidates = {
+        column
+        for column, features in readers.items()
+        if all(type(f) is IdFeature and not f.weighted for f in features)
+    }
+    candidates -= set(id_columns(config))
+    if sampler_config(config.data_config) is not None:
+        candidates -= {
+            f.input_column for f in feature_set.features if f.side == "item"
+        }
+    return candidates
+
+
 def make_reader(
     config,
     feature_set: FeatureSet,
@@ -138,6 +162,7 @@ def make_reader(
         csv_delimiter=data.delimiter,
         csv_with_header=data.with_header,
         num_workers=max(data.num_workers, 1),
+        int64_candidates=int64_candidates(config, feature_set),
     )
 
 

@@ -2,7 +2,8 @@
 
 The output follows the raw-column contract of docs/design.md: one dict per
 batch, column name → 1-D array (object array of ``bytes`` for kind "string",
-float32 for kind "float"), or the same as tf.string / tf.float32 tensors.
+float32 for kind "float", int64 for the `int64_columns`), or the same as
+tf.string / tf.float32 / tf.int64 tensors.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import glob
 import itertools
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from easymatch.data.batching import (
     rebatch,
     shuffle_rows,
 )
-from easymatch.data.convert import KINDS, STRING, to_numpy
+from easymatch.data.convert import FLOAT, INT64, KINDS, STRING, to_numpy
 from easymatch.data.csv_source import CsvSource
 from easymatch.data.pump import pumped_dataset
 from easymatch.data.sources import ParquetSource, Piece
@@ -41,6 +42,9 @@ def unwrap_data_error(error: BaseException) -> DataError | None:
     """
     found = re.search(r"DataError: ([^\n]*)", str(error))
     return DataError(found.group(1)) if found else None
+
+
+TF_DTYPES = {STRING: tf.string, FLOAT: tf.float32, INT64: tf.int64}
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class TableReader:
         csv_delimiter: str = ",",
         csv_with_header: bool = False,
         num_workers: int = 1,
+        int64_candidates: Collection[str] = (),
     ) -> None:
         names = [c.name for c in columns]
         if not names or len(set(names)) != len(names):
@@ -111,6 +116,8 @@ class TableReader:
         self._buffer_rows = shuffle_buffer_size * batch_size
         self._seed = seed
         self._num_workers = max(1, num_workers)
+        self._int64_candidates = set(int64_candidates)
+        self._int64: set[str] | None = None
         self._files: list[str] | None = None
         self._piece_list: list[Piece] | None = None
         self._file_rows: dict[str, int] = {}
@@ -161,6 +168,26 @@ class TableReader:
             )
         }
 
+    def int64_columns(self) -> set[str]:
+        """The ``int64_candidates`` delivered as int64 instead of text:
+        integers without a null in every file (by the files' metadata).
+
+        Text costs a Python object per value on the way to tf.data; an
+        integer array crosses as one buffer, and the id features that read
+        it format the same text inside TensorFlow if they need it.
+        """
+        if self._int64 is None:
+            self._pieces()
+            self._int64 = {
+                name
+                for name in self.integer_columns() & self._int64_candidates
+                if all(
+                    self._source.has_no_nulls(path, name)
+                    for path in self.files()
+                )
+            }
+        return self._int64
+
     def num_rows(self) -> int:
         """Rows in all files (Parquet: metadata only; CSV: a parse pass)."""
         return sum(self._piece_rows(p) for p in self._pieces())
@@ -170,15 +197,23 @@ class TableReader:
         full, rest = divmod(self.num_rows(), self._batch_size)
         return full + int(bool(rest) and not self._drop_remainder)
 
+    def _kinds(self) -> dict[str, str]:
+        """Column → kind as delivered: "string", "float" or "int64"."""
+        ints = self.int64_columns()
+        return {
+            c.name: INT64 if c.name in ints else c.kind for c in self._columns
+        }
+
     def _chunks(self, piece: Piece, skip: int) -> Iterator[Batch]:
+        kinds = self._kinds()
         for first_row, batch in self._source.read(
             piece, skip, self._batch_size
         ):
             yield {
-                c.name: to_numpy(
-                    batch.column(c.name), c.kind, piece.path, c.name, first_row
+                name: to_numpy(
+                    batch.column(name), kind, piece.path, name, first_row
                 )
-                for c in self._columns
+                for name, kind in kinds.items()
             }
 
     def _epoch(self, epoch: int, skip_batches: int) -> Iterator[Batch]:
@@ -253,10 +288,7 @@ class TableReader:
 
         ds = pumped_dataset(
             open_stream,
-            [
-                tf.string if c.kind == STRING else tf.float32
-                for c in self._columns
-            ],
+            [TF_DTYPES[kind] for kind in self._kinds().values()],
             [[size]] * len(names),
         ).map(lambda *columns: dict(zip(names, columns, strict=True)))
         return ds.prefetch(tf.data.AUTOTUNE)

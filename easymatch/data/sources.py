@@ -45,10 +45,16 @@ class ParquetSource:
     def __init__(self, names: Sequence[str]) -> None:
         self._names = list(names)
         self._schemas: dict[str, pa.Schema] = {}
+        self._null_free: dict[str, set[str]] = {}
 
     def is_integer(self, path: str, name: str) -> bool:
         """Whether column ``name`` of a file seen by `pieces` is integer."""
         return pa.types.is_integer(self._schemas[path].field(name).type)
+
+    def has_no_nulls(self, path: str, name: str) -> bool:
+        """Whether every row group's statistics count 0 nulls in ``name``
+        (False when a row group has no statistics)."""
+        return name in self._null_free[path]
 
     def pieces(self, path: str) -> list[Piece]:
         try:
@@ -58,6 +64,7 @@ class ParquetSource:
             raise DataError(f"{path}: not a readable Parquet file: {e}") from e
         check_columns(path, self._names, schema.names)
         self._schemas[path] = schema
+        self._null_free[path] = _null_free_columns(meta, self._names)
         pieces, first = [], 0
         for i in range(meta.num_row_groups):
             n = meta.row_group(i).num_rows
@@ -86,3 +93,19 @@ class ParquetSource:
                 row += len(batch)
         except (OSError, pa.ArrowException) as e:
             raise DataError(f"{piece.path}: cannot read Parquet: {e}") from e
+
+
+def _null_free_columns(meta: pq.FileMetaData, names: Sequence[str]) -> set[str]:
+    wanted = set(names)
+    free = set(wanted)
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            column = group.column(j)
+            name = column.path_in_schema
+            if name not in wanted:
+                continue
+            stats = column.statistics
+            if stats is None or not stats.has_null_count or stats.null_count:
+                free.discard(name)
+    return free

@@ -155,6 +155,10 @@ def to_signature_batch(
         if dtype != tf.int64:
             inputs[name] = values
             continue
+        if values.dtype == np.int64:  # TableReader.int64_columns: no nulls
+            inputs[name] = values
+            missing[name] = np.zeros(len(values), bool)
+            continue
         text = pa.array(values, pa.binary()).cast(pa.string())
         text = pc.if_else(pc.equal(text, ""), None, text)
         try:
@@ -182,10 +186,15 @@ def signature_batches(
 def typed_column(
     values: np.ndarray, arrow_type: pa.DataType | None
 ) -> pa.Array:
-    """A column as read (text or float32) back in its input type, or as
-    text when the text does not cast back."""
+    """A column as read (text, float32 or int64) back in its input type,
+    or as text when the text does not cast back."""
     if values.dtype == np.float32:
         return pa.array(values, from_pandas=True)
+    if values.dtype == np.int64:
+        numbers = pa.array(values)
+        if arrow_type is None or pa.types.is_string(arrow_type):
+            return numbers.cast(pa.string())
+        return numbers.cast(arrow_type)
     text = pa.array(values, pa.binary()).cast(pa.string())
     if arrow_type is None or pa.types.is_string(arrow_type):
         return text

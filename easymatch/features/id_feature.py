@@ -149,6 +149,10 @@ class IdFeature(Feature):
             else self.default_value
         )
         if self._one_token_per_row(single_valued or raw.dtype.is_integer):
+            if raw.dtype.is_integer and self._parses_numbers:
+                # Every row has its one integer: to_number(as_string(x)) is x.
+                ids = self._checked_ids(tf.cast(raw, tf.int64))
+                return {self.feature_name: ids[:, None]}
             return {self.feature_name: self._single_token_ids(column, default)}
         tokens = fill_empty_rows(split_tokens(column, self.separator), default)
         if not self.weighted:
@@ -163,6 +167,13 @@ class IdFeature(Feature):
             self.feature_name: ids,
             self.feature_name + WEIGHT_SUFFIX: padded_weights,
         }
+
+    @property
+    def _parses_numbers(self) -> bool:
+        """Whether `bucketize` reads its tokens as the ids themselves."""
+        return self.fg_encoded or (
+            self._hash_bucket_size == 0 and self._table is None
+        )
 
     def _one_token_per_row(self, integer_column: bool) -> bool:
         # An integer's text ("-12") splits into itself unless the separator
