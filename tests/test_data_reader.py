@@ -296,20 +296,23 @@ def test_null_free_integer_candidates_arrive_as_int64(tmp_path: Path) -> None:
             "n": pa.array([1, None, 3], pa.int64()),
             "s": ["1", "2", "3"],
             "j": pa.array([4, 5, 6], pa.int32()),
+            "u": pa.array([2**63, 0, 1], pa.uint64()),
         }
     )
     path = _write(tmp_path / "a.parquet", table)
+    candidates = {"i", "n", "s", "u"}
     reader = TableReader(
-        path, "parquet", _cols("i n s j"), 3, int64_candidates={"i", "n", "s"}
+        path, "parquet", _cols("i n s j u"), 3, int64_candidates=candidates
     )
-    # "n" has a null, "s" is text, "j" is not a candidate.
+    # "n" has a null, "s" is text, "j" is not a candidate, "u" overflows.
     assert reader.int64_columns() == {"i"}
     spec = reader.dataset().element_spec
     assert spec["i"].dtype == tf.int64
-    assert {spec[c].dtype for c in "nsj"} == {tf.string}
+    assert {spec[c].dtype for c in "nsju"} == {tf.string}
     (batch,) = reader.batches()
     assert batch["i"].dtype == np.int64 and batch["i"].tolist() == [1, 2, 3]
     assert batch["n"].tolist() == [b"1", b"", b"3"]
+    assert batch["u"].tolist() == [str(2**63).encode(), b"0", b"1"]
     (element,) = reader.dataset()
     assert element["i"].numpy().tolist() == [1, 2, 3]
     csv = tmp_path / "t.csv"

@@ -56,8 +56,8 @@ class CsvSource:
         """Whether ``name`` is declared INT32 or INT64 (text otherwise)."""
         return pa.types.is_integer(self._types.get(name, pa.string()))
 
-    def has_no_nulls(self, path: str, name: str) -> bool:
-        """Unknown without parsing the file, so False."""
+    def is_null_free_int64(self, path: str, name: str) -> bool:
+        """Nulls are unknown without parsing the file, so False."""
         return False
 
     def _file_columns(self, path: str) -> list[str]:

@@ -170,7 +170,8 @@ class TableReader:
 
     def int64_columns(self) -> set[str]:
         """The ``int64_candidates`` delivered as int64 instead of text:
-        integers without a null in every file (by the files' metadata).
+        int64-sized integers without a null in every file (by the files'
+        metadata).
 
         Text costs a Python object per value on the way to tf.data; an
         integer array crosses as one buffer, and the id features that read
@@ -179,10 +180,12 @@ class TableReader:
         if self._int64 is None:
             self._pieces()
             self._int64 = {
-                name
-                for name in self.integer_columns() & self._int64_candidates
-                if all(
-                    self._source.has_no_nulls(path, name)
+                c.name
+                for c in self._columns
+                if c.kind == STRING
+                and c.name in self._int64_candidates
+                and all(
+                    self._source.is_null_free_int64(path, c.name)
                     for path in self.files()
                 )
             }

@@ -51,10 +51,15 @@ class ParquetSource:
         """Whether column ``name`` of a file seen by `pieces` is integer."""
         return pa.types.is_integer(self._schemas[path].field(name).type)
 
-    def has_no_nulls(self, path: str, name: str) -> bool:
-        """Whether every row group's statistics count 0 nulls in ``name``
-        (False when a row group has no statistics)."""
-        return name in self._null_free[path]
+    def is_null_free_int64(self, path: str, name: str) -> bool:
+        """Whether ``name`` holds integers that fit int64 (not uint64) and
+        every row group's statistics count 0 nulls (False without them)."""
+        column_type = self._schemas[path].field(name).type
+        return (
+            pa.types.is_integer(column_type)
+            and not pa.types.is_uint64(column_type)
+            and name in self._null_free[path]
+        )
 
     def pieces(self, path: str) -> list[Piece]:
         try:
