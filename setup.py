@@ -21,6 +21,9 @@ setup(
         "numpy>=2,<3",
         "pyarrow>=15",
         "tensorflow-serving-api==2.20.0",
+        # easymatch.serve: gRPC (TF Serving's API) and the REST server.
+        "grpcio==1.85.3",
+        "aiohttp==3.14.5",
     ],
     extras_require={
         "test": [

@@ -26,6 +26,15 @@ def taobao_data(tmp_path_factory) -> Path:
     return output
 
 
+@pytest.fixture(scope="session")
+def served_export(taobao_data, tmp_path_factory) -> dict:
+    """An export with an item index, for the easymatch.serve tests."""
+    from serving import make_served_export
+
+    root = tmp_path_factory.mktemp("serve_export")
+    return make_served_export(taobao_data, root)
+
+
 def demo_edits(data: Path, model_dir: Path, **extra) -> str:
     """--edit_config_json that points the demo config at tiny data."""
     edits = {
