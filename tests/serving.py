@@ -177,11 +177,11 @@ class Server:
 
     def terminate(self, timeout: float = 120) -> int:
         """SIGTERM; the exit status."""
-        self.channel.close()
         self.process.send_signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
         finally:
+            self.channel.close()
             self.kill()
 
     def kill(self) -> None:
