@@ -15,6 +15,7 @@ from easymatch import cli
 def main(args) -> None:
     from easymatch.export.predictor import predict
 
+    args.error_log_dir = args.predict_output_path
     predict(
         args.scripted_model_path,
         args.predict_input_path,
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="stop after this many batches",
     )
+    cli.add_verbose(parser)
     return parser
 
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 
-from easymatch.data.reader import ColumnSpec, TableReader, unwrap_data_error
-from easymatch.errors import DataError
+from easymatch.data.reader import ColumnSpec, TableReader
+from easymatch.errors import DataError, data_error_from_tf
 
 S, F = "string", "float"
 
@@ -242,11 +242,11 @@ def test_errors_with_tf_data(tmp_path: Path) -> None:
     reader = TableReader(path, "parquet", _cols("price:f"), 1)
     with pytest.raises(tf.errors.OpError) as info:
         list(reader.dataset())
-    error = unwrap_data_error(info.value)
+    error = data_error_from_tf(info.value)
     assert isinstance(error, DataError)
     message = f"{path}: row 2, column 'price': cannot parse 'x' as float"
     assert str(error) == message
-    assert unwrap_data_error(ValueError("other")) is None
+    assert data_error_from_tf(ValueError("other")) is None
 
 
 def test_each_tf_data_iterator_reads_its_own_stream(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Arrow columns → numpy arrays under the raw-column contract.
 
 See docs/design.md: kind "string" yields an object array of ``bytes`` (null →
-``b""``), kind "float" a float32 array (null → NaN). Every conversion is one
+``b""``), kind "float" a float32 array (null → NaN; a NaN or infinity in
+the data is a DataError). Every conversion is one
 vectorized Arrow compute call per column; only the error path looks at rows.
 """
 
@@ -114,7 +115,9 @@ def _to_float(
         values, t = values.dictionary_decode(), t.value_type
     if _is_number(t):
         # Unsafe: int64 ids beyond 2**24 lose precision in float32 by design.
-        return pc.cast(values, pa.float32(), safe=False)
+        return _finite(
+            pc.cast(values, pa.float32(), safe=False), where, column, first_row
+        )
     if not _is_text(t):
         raise DataError(
             f"{where}: column {column!r} has type {t}, "
@@ -127,7 +130,27 @@ def _to_float(
     parsed = cast_or_raise(
         values, pa.float64(), where, column, first_row, "float"
     )
-    return pc.cast(parsed, pa.float32(), safe=False)
+    return _finite(
+        pc.cast(parsed, pa.float32(), safe=False), where, column, first_row
+    )
+
+
+def _finite(
+    values: pa.Array, where: str, column: str, first_row: int
+) -> pa.Array:
+    """A NaN or infinity in the data is an error; a null stays missing.
+
+    TorchEasyRec fills nulls with the feature's default and passes NaN on
+    into the model, where it poisons the loss; easymatch stops at it.
+    """
+    bad = pc.fill_null(pc.invert(pc.is_finite(values)), False)
+    if pc.any(bad).as_py():
+        i = pc.index(bad, True).as_py()
+        raise DataError(
+            f"{where}: row {first_row + i + 1}, column {column!r}: "
+            f"{values[i].as_py()} is not a finite number"
+        )
+    return values
 
 
 def to_numpy(

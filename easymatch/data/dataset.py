@@ -22,6 +22,7 @@ from easymatch.data import samplers
 from easymatch.data.convert import STRING
 from easymatch.data.reader import ColumnSpec, TableReader
 from easymatch.features import FeatureSet, IdFeature
+from easymatch.features.checks import check
 from easymatch.protos import data_pb2
 from easymatch.retrieval import negatives as keys
 
@@ -192,7 +193,7 @@ def batch_transform(
     ) -> tuple:
         label = columns[label_field]
         weight = (
-            columns[weight_field]
+            _present_weights(columns[weight_field], weight_field)
             if weight_field is not None
             else tf.ones_like(label)
         )
@@ -213,6 +214,20 @@ def batch_transform(
     # tensor, so autograph has nothing to convert; converting every
     # feature's code anyway took most of a pipeline's start-up time.
     return tf.autograph.experimental.do_not_convert(transform)
+
+
+def _present_weights(weights: tf.Tensor, column: str) -> tf.Tensor:
+    """The reader rejects NaN and infinities with their row; a null reads
+    as NaN, and a sample weight has no default to take its place."""
+    present = ~tf.math.is_nan(weights)
+    null_check = check(
+        tf.reduce_all(present),
+        f'sample weight column "{column}": a row has no value (null), '
+        "at row {} of a batch",
+        lambda: [tf.where(~present)[0, 0] + 1],
+    )
+    with tf.control_dependencies([null_check]):
+        return tf.identity(weights)
 
 
 def make_dataset(

@@ -12,7 +12,6 @@ import functools
 import glob
 import itertools
 import os
-import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -31,18 +30,6 @@ from easymatch.data.csv_source import CsvSource
 from easymatch.data.pump import pumped_dataset
 from easymatch.data.sources import ParquetSource, Piece
 from easymatch.errors import DataError
-
-
-def unwrap_data_error(error: BaseException) -> DataError | None:
-    """The reader's DataError inside a tf.data error, if that is its cause.
-
-    tf.data reports an exception of the generator as an OpError whose
-    message embeds "DataError: <message>" and a traceback; a CLI can print
-    the one line instead.
-    """
-    found = re.search(r"DataError: ([^\n]*)", str(error))
-    return DataError(found.group(1)) if found else None
-
 
 TF_DTYPES = {STRING: tf.string, FLOAT: tf.float32, INT64: tf.int64}
 

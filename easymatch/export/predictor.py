@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from easymatch.config import load_pipeline_config
-from easymatch.errors import DataError, EasyMatchError, data_error_from_tf
+from easymatch.errors import DataError, EasyMatchError, raise_tf_error
 from easymatch.export.inputs import (
     SignatureBatch,
     arrow_types,
@@ -143,7 +143,7 @@ def predict(
             writer.write_table(record)
             rows += len(batch)
     except tf.errors.InvalidArgumentError as error:
-        raise data_error_from_tf(error) from None
+        raise_tf_error(error, input_path)
     finally:
         if writer is not None:
             writer.close()

@@ -15,6 +15,7 @@ from easymatch.features.base import (
     split_tokens,
     to_text,
 )
+from easymatch.features.checks import check, first_where, parse_numbers
 from easymatch.layers.embedding_group import WEIGHT_SUFFIX
 
 OOV_TOKEN = "<OOV>"
@@ -63,14 +64,19 @@ class IdFeature(Feature):
         self.fg_encoded_default_value = fg_encoded_default_value
         self._hash_bucket_size = hash_bucket_size
         self._table: tf.lookup.StaticHashTable | None = None
+        # The field that bounds the ids, for messages.
+        self._size_field = "hash_bucket_size"
         if hash_bucket_size > 0:
             self.num_embeddings = hash_bucket_size
         elif num_buckets > 0:
             self.num_embeddings = num_buckets
+            self._size_field = "num_buckets"
         elif vocab_list:
             self._build_vocab_list(vocab_list, default_bucketize_value)
+            self._size_field = "vocab_list"
         elif vocab_dict:
             self._build_vocab_dict(vocab_dict, default_bucketize_value)
+            self._size_field = "vocab_dict"
         else:
             raise ValueError(
                 f"id_feature {name}: needs hash_bucket_size, num_buckets, "
@@ -112,27 +118,31 @@ class IdFeature(Feature):
     def bucketize(self, tokens: tf.Tensor) -> tf.Tensor:
         """Flat string tokens → flat int64 ids."""
         if self.fg_encoded:
-            return self._checked_ids(tf.strings.to_number(tokens, tf.int64))
+            return self._checked_ids(self._parse_ids(tokens))
         if self._hash_bucket_size > 0:
             return tf.strings.to_hash_bucket_fast(
                 tokens, self._hash_bucket_size
             )
         if self._table is not None:
             return self._table.lookup(tokens)
-        return self._checked_ids(tf.strings.to_number(tokens, tf.int64))
+        return self._checked_ids(self._parse_ids(tokens))
+
+    @property
+    def _subject(self) -> str:
+        return f'feature "{self.feature_name}" (column "{self.input_column}")'
+
+    def _parse_ids(self, tokens: tf.Tensor) -> tf.Tensor:
+        return parse_numbers(tokens, tf.int64, self._subject)
 
     def _checked_ids(self, ids: tf.Tensor) -> tf.Tensor:
         in_range = tf.logical_and(ids >= 0, ids < self.num_embeddings)
-        check = tf.debugging.Assert(
+        in_range_check = check(
             tf.reduce_all(in_range),
-            [
-                f'feature "{self.feature_name}" (column '
-                f'"{self.input_column}"): id out of range '
-                f"[0, {self.num_embeddings}):",
-                tf.boolean_mask(ids, tf.logical_not(in_range))[:1],
-            ],
+            f"{self._subject}: id {{}} out of range "
+            f"[0, {self.num_embeddings}) — {self._size_field}",
+            lambda: [first_where(ids, ~in_range)],
         )
-        with tf.control_dependencies([check]):
+        with tf.control_dependencies([in_range_check]):
             return tf.identity(ids)
 
     def transform(self, columns: dict[str, tf.Tensor]) -> tf.Tensor:
@@ -158,7 +168,7 @@ class IdFeature(Feature):
         if not self.weighted:
             ids = self.bucketize(tokens.values)
             return {self.feature_name: pad_ids(tokens.with_flat_values(ids))}
-        keys, weights = split_weights(tokens.values)
+        keys, weights = split_weights(tokens.values, self._subject)
         ids = pad_ids(tokens.with_flat_values(self.bucketize(keys)))
         padded_weights = tokens.with_flat_values(weights).to_tensor(
             0.0, shape=tf.shape(ids)
@@ -201,7 +211,9 @@ class IdFeature(Feature):
         return spec
 
 
-def split_weights(tokens: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def split_weights(
+    tokens: tf.Tensor, subject: str
+) -> tuple[tf.Tensor, tf.Tensor]:
     """ "id:weight" tokens → (id text, float32 weight); no ":" weighs 1.
 
     Splits at the last ":", so ids may contain ":" themselves.
@@ -210,7 +222,9 @@ def split_weights(tokens: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     weights = tf.strings.regex_replace(tokens, "^.*:", "")
     return (
         tf.strings.regex_replace(tokens, ":[^:]*$", ""),
-        tf.strings.to_number(tf.where(weighted, weights, "1"), tf.float32),
+        parse_numbers(
+            tf.where(weighted, weights, "1"), tf.float32, f"{subject} weight"
+        ),
     )
 
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 from easymatch.features.base import Feature, sparse_model_spec, split_tokens
+from easymatch.features.checks import check, first_where, parse_numbers
 
 
 class RawFeature(Feature):
@@ -86,17 +87,19 @@ class RawFeature(Feature):
         tokens = split_tokens(texts, self.separator)
         lengths = tokens.row_lengths()
         empty = lengths == 0
-        check = tf.debugging.Assert(
-            tf.reduce_all(empty | (lengths == self.value_dim)),
-            [
-                f'feature "{self.feature_name}" (column '
-                f'"{self.input_column}"): expected {self.value_dim} '
-                "values, got a row with",
-                tf.boolean_mask(lengths, ~empty)[:1],
-            ],
+        subject = (
+            f'feature "{self.feature_name}" (column "{self.input_column}")'
         )
-        with tf.control_dependencies([check]):
-            parsed = tf.strings.to_number(tokens, tf.float32)
+        width = empty | (lengths == self.value_dim)
+        width_check = check(
+            tf.reduce_all(width),
+            f"{subject}: expected {self.value_dim} values, got a row with {{}}",
+            lambda: [first_where(lengths, ~width)],
+        )
+        with tf.control_dependencies([width_check]):
+            parsed = tokens.with_flat_values(
+                parse_numbers(tokens.flat_values, tf.float32, subject)
+            )
         dense = parsed.to_tensor(0.0, shape=[None, self.value_dim])
         return tf.where(
             empty[:, None],

@@ -11,7 +11,7 @@ from easymatch.data.dataset import (
     make_dataset,
     make_reader,
 )
-from easymatch.errors import DataError, data_error_from_tf
+from easymatch.errors import DataError, raise_tf_error
 from easymatch.features import FeatureSet
 from easymatch.models.match_model import MatchModel
 
@@ -84,7 +84,7 @@ class Evaluator:
         except tf.errors.OutOfRangeError:
             pass
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-            raise data_error_from_tf(e) from None
+            raise_tf_error(e, input_path)
         if not logs:
             raise DataError(f"{input_path}: the eval input has no rows")
         return {

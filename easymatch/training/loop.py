@@ -23,13 +23,14 @@ from easymatch.data.dataset import (
     make_dataset,
     make_reader,
 )
-from easymatch.errors import EasyMatchError, data_error_from_tf
+from easymatch.errors import EasyMatchError, raise_tf_error
 from easymatch.features import FeatureSet
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
 from easymatch.training import checkpoints
 from easymatch.training.evaluate import Evaluator
+from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.optimizers import build_optimizer
 from easymatch.training.sparse_optimizers import build_sparse_optimizer
 
@@ -84,7 +85,7 @@ def sample_features(
             f"{config.train_input_path}: the training input has no rows"
         ) from None
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        raise data_error_from_tf(error) from None
+        raise_tf_error(error, config.train_input_path)
     return features
 
 
@@ -158,11 +159,29 @@ def train_and_evaluate(
     """Trains config's model in config.model_dir; returns the last eval.
 
     `after_evaluation(model, step, metrics)` runs after every evaluation
-    (the exporters hook in there).
+    (the exporters hook in there). The chief owns model_dir meanwhile
+    (ModelDirLock).
     """
     strategy = strategy or tf.distribute.get_strategy()
     model_dir = config.model_dir
     os.makedirs(model_dir, exist_ok=True)
+    if not strategy.extended.should_checkpoint:
+        return _train_and_evaluate(
+            config, strategy, ignore_restore_optimizer, after_evaluation
+        )
+    with ModelDirLock(model_dir):
+        return _train_and_evaluate(
+            config, strategy, ignore_restore_optimizer, after_evaluation
+        )
+
+
+def _train_and_evaluate(
+    config,
+    strategy: tf.distribute.Strategy,
+    ignore_restore_optimizer: bool,
+    after_evaluation,
+) -> dict[str, float]:
+    model_dir = config.model_dir
     save_pipeline_config(config, os.path.join(model_dir, "pipeline.config"))
     feature_set = build_feature_set(config)
     transform = batch_transform(config, feature_set)
@@ -277,7 +296,7 @@ def train_and_evaluate(
             logger.warning("training input ended at step %d", step)
             break
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-            raise data_error_from_tf(e) from None
+            raise_tf_error(e, config.train_input_path)
         step += int(done)
         progress.update(step)
         if step % log_every == 0 or step == last_step:
