@@ -6,6 +6,7 @@ from easymatch import cli
 
 
 def main(args) -> None:
+    from easymatch.errors import ConfigError
     from easymatch.export.exporter import make_exporter
     from easymatch.training.loop import train_and_evaluate
 
@@ -15,6 +16,11 @@ def main(args) -> None:
         train_input_path=args.train_input_path,
         eval_input_path=args.eval_input_path,
     )
+    if not config.train_input_path:
+        raise ConfigError(
+            f"{args.pipeline_config_path}: train_input_path: empty; set it "
+            "in the config or pass --train_input_path"
+        )
     if args.fine_tune_checkpoint:
         config.train_config.fine_tune_checkpoint = args.fine_tune_checkpoint
     # With export_config, towers are exported to model_dir/export/ after

@@ -68,18 +68,6 @@ MLP = "hidden_units: [64, 32]\n            }\n        }\n        item_tower"
 
 CASES = {
     # name: (edit, line needle, field, what)
-    "train_input_path_missing": (
-        sub('train_input_path: "data/train/*.parquet"\n', ""),
-        "# DSSM",
-        "train_input_path",
-        "required field missing",
-    ),
-    "train_input_path_empty": (
-        sub('"data/train/*.parquet"', '""'),
-        "train_input_path",
-        "train_input_path",
-        "must not be empty",
-    ),
     "model_dir_missing": (
         sub('model_dir: "experiments/dssm"\n', ""),
         "# DSSM",

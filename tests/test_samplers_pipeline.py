@@ -123,9 +123,10 @@ def test_config_and_table_errors(tmp_path: Path) -> None:
     config = _config(tmp_path, "negative_sampler", num_sample=0)
     with pytest.raises(ConfigError, match=r"sampler.num_sample: must be > 0"):
         build_sampler(config, training=True)
+    # Unset (0): every hard negative of the user, as GraphLearn's "full"
+    # strategy in TorchEasyRec ignores the count.
     config = _config(tmp_path, "hard_negative_sampler", num_hard_sample=0)
-    with pytest.raises(ConfigError, match=r"num_hard_sample: must be > 0"):
-        build_sampler(config, training=True)
+    assert build_sampler(config, training=True).hard.cap > 2**62
     config = _config(tmp_path, "hard_negative_sampler")
     _write(tmp_path / "edge.txt", EDGE, ["1\t2\t1", "1\t42\t1"])
     with pytest.raises(DataError, match=r"edge.txt: line 3: itemid '42'"):

@@ -53,6 +53,24 @@ def load_pipeline_config(
     return load_pipeline_config_from_text(text, path, edit_config_json)
 
 
+def parse_pipeline_config(path: str) -> EasyRecConfig:
+    """Parses the config at `path` without validating it (for tools that
+    rewrite a config, e.g. tools/create_mock_data.py); raises ConfigError
+    on text that does not parse."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the config: {e}") from None
+    config = EasyRecConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as e:
+        locator = TextLocator.scan(text, path)
+        raise ConfigError(_parse_problem(e, text, locator)) from None
+    return config
+
+
 def load_pipeline_config_from_text(
     text: str,
     source_name: str = "<string>",

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from google.protobuf.message import Message
 
 from easymatch.config.features import sampler_config
+from easymatch.config.field_classes import check_field_classes
 from easymatch.config.locate import is_map
 from easymatch.config.report import Locator, Reporter
 from easymatch.config.validate_features import validate_features
@@ -25,7 +26,20 @@ from easymatch.protos import (
 
 # Required fields whose absence TorchEasyRec tolerates because its code
 # fills them in (tzrec/modules/embedding.py), checked by validate_model.
-_DEFAULTED_REQUIRED = {("easymatch.protos.PoolingEncoder", "input")}
+_DEFAULTED_REQUIRED = {
+    ("easymatch.protos.PoolingEncoder", "input"),
+    # GraphLearn's "full" strategy ignores the count: all of a user's
+    # hard negatives (data/samplers/builder.py).
+    ("easymatch.protos.HardNegativeSampler", "num_hard_sample"),
+    ("easymatch.protos.HardNegativeSamplerV2", "num_hard_sample"),
+    # Given by --train_input_path too; train_eval checks it.
+    ("easymatch.protos.EasyRecConfig", "train_input_path"),
+}
+# TorchEasyRec never enforces `required`: under FG_NONE a feature's input
+# column is its name (tzrec/features/feature.py `inputs`), so a missing
+# expression is only a problem when FG reads the expression.
+_FEATURES = ("IdFeature", "RawFeature", "TokenizeFeature")
+_EXPRESSION = {(f"easymatch.protos.{m}", "expression") for m in _FEATURES}
 
 
 def check_config(config: pipeline_pb2.EasyRecConfig, locator: Locator) -> None:
@@ -37,8 +51,9 @@ def check_config(config: pipeline_pb2.EasyRecConfig, locator: Locator) -> None:
 def normalize(config: pipeline_pb2.EasyRecConfig) -> None:
     """Makes the values TorchEasyRec implies explicit, so no reader of the
     config needs to know the rules (SPEC §2.4, §3.2)."""
-    if not config.HasField("eval_input_path"):
-        config.eval_input_path = ""
+    for name in ("train_input_path", "eval_input_path"):
+        if not config.HasField(name):
+            setattr(config, name, "")
     export = config.export_config
     if export.HasField("metric_bigger"):
         export.metric_larger_is_better = export.metric_bigger
@@ -55,13 +70,17 @@ def normalize(config: pipeline_pb2.EasyRecConfig) -> None:
 
 
 def validate(config: pipeline_pb2.EasyRecConfig, report: Reporter) -> None:
-    for path in _missing_required(config, ""):
-        report.fail(path, "required field missing")
+    check_field_classes(config, report)
+    fg_none = config.data_config.fg_mode == data_pb2.FG_NONE
+    exempt = _DEFAULTED_REQUIRED | (_EXPRESSION if fg_none else set())
+    for path in _missing_required(config, "", exempt):
+        what = "required field missing"
+        if path.endswith(".expression"):
+            what += " (the input column; only FG_NONE reads the feature name)"
+        report.fail(path, what)
     for name in ("train_config", "data_config", "model_config"):
         if not config.HasField(name):
             report.fail(name, "required field missing")
-    if not config.train_input_path:
-        report.fail("train_input_path", "must not be empty")
     validate_train(config.train_config, report)
     _validate_export(config, report)
     _validate_data(config.data_config, report)
@@ -69,21 +88,25 @@ def validate(config: pipeline_pb2.EasyRecConfig, report: Reporter) -> None:
     validate_model(config, features, report)
 
 
-def _missing_required(message: Message, prefix: str) -> Iterator[str]:
+def _missing_required(
+    message: Message, prefix: str, exempt: set[tuple[str, str]]
+) -> Iterator[str]:
     for fd in message.DESCRIPTOR.fields:
         path = prefix + fd.name
         if fd.is_required and not message.HasField(fd.name):
-            exempt = (message.DESCRIPTOR.full_name, fd.name)
+            key = (message.DESCRIPTOR.full_name, fd.name)
             # A default makes the field usable; TorchEasyRec reads it.
-            if not fd.has_default_value and exempt not in _DEFAULTED_REQUIRED:
+            if not fd.has_default_value and key not in exempt:
                 yield path
         if fd.message_type is None or is_map(fd):
             continue
         if fd.is_repeated:
             for i, sub in enumerate(getattr(message, fd.name)):
-                yield from _missing_required(sub, f"{path}[{i}].")
+                yield from _missing_required(sub, f"{path}[{i}].", exempt)
         elif message.HasField(fd.name):
-            yield from _missing_required(getattr(message, fd.name), path + ".")
+            yield from _missing_required(
+                getattr(message, fd.name), path + ".", exempt
+            )
 
 
 def _validate_export(
@@ -91,6 +114,14 @@ def _validate_export(
 ) -> None:
     export: export_pb2.ExportConfig = config.export_config
     path = "export_config"
+    precision = config.train_config.mixed_precision
+    if export.mixed_precision != precision:
+        report.fail(
+            f"{path}.mixed_precision",
+            f'"{export.mixed_precision}" differs from train_config.'
+            f'mixed_precision "{precision}"; the towers export with the '
+            "precision they trained in",
+        )
     if export.exporter_type not in ("latest", "best"):
         report.fail(
             f"{path}.exporter_type",

@@ -63,7 +63,8 @@ def _validate_sequence(
 def _validate_feature(info: FeatureInfo, report: Reporter) -> None:
     path, feature = info.path, info.proto
     side, column = expression_side_and_column(feature.expression)
-    if side not in _SIDES or not column:
+    # Without an expression (FG_NONE) the column is the feature's name.
+    if feature.HasField("expression") and (side not in _SIDES or not column):
         report.fail(
             f"{path}.expression",
             f'expected "<side>:<column>" with side user, item or context, '

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x61symatch/protos/eval.proto\x12\x10\x65\x61symatch.protos\"A\n\nEvalConfig\x12\x11\n\tnum_steps\x18\x01 \x01(\r\x12 \n\x14log_step_count_steps\x18\x02 \x01(\r:\x02\x31\x30')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65\x61symatch/protos/eval.proto\x12\x10\x65\x61symatch.protos\"X\n\nEvalConfig\x12\x11\n\tnum_steps\x18\x01 \x01(\r\x12 \n\x14log_step_count_steps\x18\x02 \x01(\r:\x02\x31\x30\x12\x15\n\ruse_dense_ema\x18\x03 \x01(\x08')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'easymatch.protos.eval_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVALCONFIG']._serialized_start=49
-  _globals['_EVALCONFIG']._serialized_end=114
+  _globals['_EVALCONFIG']._serialized_end=137
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from easymatch.data.samplers.edges import check_user_table, read_edge_table
 from easymatch.data.samplers.hard_negative_sampler import (
     HardNegativeSampler,
@@ -58,8 +60,9 @@ def build_sampler(
         )
     if kind == "negative_sampler":
         return NegativeSampler(items, num_sample, sampler.item_id_field, seed)
-    if kind.startswith("hard") and sampler.num_hard_sample == 0:
-        raise ConfigError(f"{where}.num_hard_sample: must be > 0")
+    # Unset: all of a user's hard negatives, as GraphLearn's "full"
+    # strategy in TorchEasyRec ignores the count.
+    num_hard = getattr(sampler, "num_hard_sample", 0) or np.iinfo(np.int64).max
     check_user_table(sampler.user_input_path, delimiter)
     ids = (sampler.item_id_field, sampler.user_id_field)
     if kind == "hard_negative_sampler":
@@ -70,7 +73,7 @@ def build_sampler(
             read_edge_table(
                 sampler.hard_neg_edge_input_path, delimiter, items, True
             ),
-            sampler.num_hard_sample,
+            num_hard,
             seed,
         )
     pos_path = sampler.pos_edge_input_path
@@ -88,7 +91,7 @@ def build_sampler(
         read_edge_table(
             sampler.hard_neg_edge_input_path, delimiter, items, True
         ),
-        sampler.num_hard_sample,
+        num_hard,
         seed,
     )
 
