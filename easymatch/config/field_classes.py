@@ -120,7 +120,6 @@ REFUSED: dict[str, str] = {
     "TokenizeFeature.tokens_as_sequence": "token sequences for sequence "
     "encoders are " + _NOT_YET,
     "FeatureConfig.tokenize_feature": "tokenize features are " + _NOT_YET,
-    "RawFeature.mlp": "MLP embeddings are " + _NOT_YET,
     "FeatureConfig.sequence_tokenize_feature": "sequences of texts are "
     + _NOT_YET,
     "SeqFeatureConfig.tokenize_feature": "texts inside sequences are "

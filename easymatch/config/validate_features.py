@@ -83,6 +83,13 @@ def _validate_feature(info: FeatureInfo, report: Reporter) -> None:
         _validate_id(path, feature, report)
     else:
         _validate_raw(path, feature, report)
+        if info.is_sequence and feature.HasField("mlp"):
+            # tzrec RawFeature._dense_emb_type: None inside sequences.
+            report.warn(
+                f"{path}.mlp",
+                "no effect inside a sequence, as in TorchEasyRec: the "
+                "sequence carries the dense value",
+            )
 
 
 def id_table_size(feature: feature_pb2.IdFeature) -> int | None:
@@ -136,6 +143,10 @@ def _validate_raw(
         report.fail(f"{path}.boundaries", "must be strictly increasing")
     if bounds and feature.embedding_dim == 0:
         report.fail(f"{path}.embedding_dim", "must be > 0 with boundaries")
+    if feature.HasField("mlp") and bounds:
+        report.fail(f"{path}.mlp", "set either mlp or boundaries")
+    if feature.HasField("mlp") and feature.embedding_dim == 0:
+        report.fail(f"{path}.embedding_dim", "must be > 0 with mlp")
     if feature.HasField("normalizer"):
         problem = normalizer_problem(feature.normalizer)
         if problem:

@@ -141,5 +141,6 @@ def _raw_feature(
         # FG_NONE values were normalized when they were generated.
         normalizer="" if fg_encoded else proto.normalizer,
         pooling=proto.pooling,
-        **sequence,
+        # TorchEasyRec has no dense embedding inside sequences.
+        **(sequence or {"mlp": proto.HasField("mlp")}),
     )

@@ -14,6 +14,9 @@ from easymatch.features.checks import check, first_where, parse_numbers
 class RawFeature(Feature):
     """A dense [B, value_dim] value, or with `boundaries` sparse bucket ids.
 
+    With `mlp` (TorchEasyRec's `mlp {}` dense embedding) the model projects
+    the dense value to `embedding_dim` (EmbeddingGroup, `mlp_dim`).
+
     A bucket id is the number of boundaries b with b <= x (bisect_right),
     so a value on a boundary falls into the upper bucket.
     """
@@ -32,6 +35,7 @@ class RawFeature(Feature):
         separator: str = "\x1d",
         normalizer: str = "",
         pooling: str = "sum",
+        mlp: bool = False,
     ) -> None:
         super().__init__(name, input_column, side)
         if list(boundaries) != sorted(boundaries):
@@ -40,6 +44,12 @@ class RawFeature(Feature):
             raise ValueError(
                 f"raw_feature {name}: boundaries need embedding_dim > 0"
             )
+        if mlp and (boundaries or embedding_dim <= 0):
+            raise ValueError(
+                f"raw_feature {name}: mlp needs embedding_dim > 0 and no "
+                "boundaries"
+            )
+        self.mlp = mlp
         self.value_dim = max(value_dim, 1)
         self.boundaries = [float(b) for b in boundaries]
         self.embedding_dim = embedding_dim
@@ -116,11 +126,14 @@ class RawFeature(Feature):
 
     def model_spec(self) -> dict:
         if not self.boundaries:
-            return {
+            spec = {
                 "name": self.feature_name,
                 "kind": "dense",
                 "value_dim": self.value_dim,
             }
+            if self.mlp:
+                spec["mlp_dim"] = self.embedding_dim
+            return spec
         return sparse_model_spec(self)
 
 

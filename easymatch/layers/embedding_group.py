@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,13 +20,16 @@ LENGTH_SUFFIX = "__length"
 
 @dataclasses.dataclass(frozen=True)
 class _Embedded:
-    """A feature as one group reads it; `table` is empty for dense ones."""
+    """A feature as one group reads it; `table` is empty for dense ones,
+    `mlp` true for dense ones projected to `dim` (TorchEasyRec's MLP
+    embedding)."""
 
     name: str
     dim: int
     table: str = ""
     pooling: str = ""
     weighted: bool = False
+    mlp: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +56,8 @@ def _check_feature(spec: dict[str, Any]) -> None:
     if kind == "dense":
         if int(spec.get("value_dim", 0)) <= 0:
             raise ValueError(f"Dense feature {name!r} needs value_dim > 0.")
+        if int(spec.get("mlp_dim", 0)) < 0:
+            raise ValueError(f"Dense feature {name!r} needs mlp_dim >= 0.")
     elif kind == "sparse":
         for key in ("embedding_name", "num_embeddings", "embedding_dim"):
             if not spec.get(key):
@@ -89,7 +95,9 @@ class EmbeddingGroup(keras.layers.Layer):
             `{"name", "kind": "sparse", "embedding_name", "num_embeddings",
             "embedding_dim", "pooling": "sum" | "mean", "weighted": bool}`
             ("weighted" may be left out) or
-            `{"name", "kind": "dense", "value_dim"}`.
+            `{"name", "kind": "dense", "value_dim"}`, with `"mlp_dim": D`
+            projected by a `[value_dim, D]` weight without bias
+            (TorchEasyRec's MLPEmbedding, glorot-normal initialised).
         groups: one dict per group: `{"name", "feature_names",
             "sequence_groups": [{"name", "feature_names"}],
             "sequence_encoders": [{"input", "pooling_type",
@@ -131,6 +139,7 @@ class EmbeddingGroup(keras.layers.Layer):
         self._table_users: dict[str, tuple[dict[str, int], str]] = {}
         self._plans: dict[str, _Group] = {}
         self._encoders: dict[str, PoolingEncoder] = {}
+        self._mlp_weights: dict[str, keras.Variable] = {}
         sequence_group_names: set[str] = set()
         for group in self.groups:
             if group["name"] in self._plans:
@@ -151,7 +160,12 @@ class EmbeddingGroup(keras.layers.Layer):
                 f"Group {group!r} uses unknown feature {feature!r}."
             )
         if spec["kind"] == "dense":
-            return _Embedded(feature, int(spec["value_dim"]))
+            mlp_dim = int(spec.get("mlp_dim", 0))
+            if not mlp_dim:
+                return _Embedded(feature, int(spec["value_dim"]))
+            if feature not in self._mlp_weights:
+                self._mlp_weights[feature] = self._mlp_weight(spec, mlp_dim)
+            return _Embedded(feature, mlp_dim, mlp=True)
         table = spec["embedding_name"] + (f"_{suffix}" if suffix else "")
         table_spec = {
             "num_embeddings": int(spec["num_embeddings"]),
@@ -172,6 +186,16 @@ class EmbeddingGroup(keras.layers.Layer):
             table,
             spec.get("pooling", "sum"),
             spec.get("weighted", False),
+        )
+
+    def _mlp_weight(self, spec: dict[str, Any], dim: int) -> keras.Variable:
+        value_dim = int(spec["value_dim"])
+        # tzrec MLPEmbedding: randn * sqrt(2 / (fan_in + fan_out)).
+        stddev = math.sqrt(2.0 / (value_dim + dim))
+        return self.add_weight(
+            name=f"mlp_{spec['name']}",
+            shape=(value_dim, dim),
+            initializer=keras.initializers.RandomNormal(stddev=stddev),
         )
 
     def _plan_group(self, group: dict[str, Any], seen: set[str]) -> _Group:
@@ -238,6 +262,9 @@ class EmbeddingGroup(keras.layers.Layer):
 
     def _pooled(self, features: dict[str, Any], feature: _Embedded) -> Any:
         value = features[feature.name]
+        if feature.mlp:
+            value = ops.cast(value, self.compute_dtype)
+            return ops.matmul(value, self._mlp_weights[feature.name])
         if not feature.table:
             return ops.cast(value, self.compute_dtype)
         embedded = self._tables.lookup(feature.table, value)
