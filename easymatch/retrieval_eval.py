@@ -225,6 +225,12 @@ def evaluate(
         "gt_items_not_in_index": gt.gt_not_in_index,
         "seen_excluded": int(sum(len(e) for e in gt.exclude)),
         "index": index.params,
+        # What the index was tuned to and measured at when it was built.
+        "index_tuning": {
+            key: value
+            for key, value in index.info.get("tuning", {}).items()
+            if key != "trials"
+        },
         "scann": metrics(found),
         "scann_vs_exact": overlap(found[sample], exact_rows, ks),
         "exact_users": len(sample),

@@ -167,3 +167,26 @@ def test_tmp_directory_of_a_killed_process_is_removed(tmp_path):
         Path(tmp, "done").write_text("")
     assert sorted(os.listdir(tmp_path)) == ["y"]
     assert (tmp_path / "y" / "done").exists()
+
+
+def test_retrieval_view_links_versions_that_have_one(tmp_path, monkeypatch):
+    """Only versions written with an item corpus have retrieval/."""
+    with_retrieval = [False, True, True]
+
+    def towers(model, config, directory, **kwargs):
+        stub_towers(model, config, directory)
+        if with_retrieval.pop(0):
+            os.makedirs(os.path.join(directory, "retrieval"))
+
+    monkeypatch.setattr(exporter_module, "write_towers", towers)
+    exporter = Exporter(demo_config(tmp_path, exporter_type="latest"), keep=2)
+    exporter(None, 1, {})
+    assert not Path(exporter.directory, "retrieval").exists()
+    exporter(None, 2, {})
+    exporter(None, 3, {})
+    names = [str(v) for v in versions(exporter.directory)]
+    view = Path(exporter.directory, "retrieval")
+    assert sorted(os.listdir(view)) == names
+    target = os.path.join("..", names[0], "retrieval")
+    assert os.readlink(view / names[0]) == target
+    assert_views_match(exporter)

@@ -12,7 +12,7 @@ import tensorflow as tf
 from test_scann_index import run_tool
 
 from easymatch.errors import DataError
-from easymatch.export.scann_index import build_index
+from easymatch.export.index_tuning import tune_index
 from easymatch.hitrate import (
     drop_excluded,
     hit_metrics,
@@ -96,7 +96,7 @@ def export(tmp_path_factory):
         str(root / "x" / "user"),
         signatures={"serving_default": tower.serve},
     )
-    index = build_index(ITEMS, ITEM_IDS, "INNER_PRODUCT")
+    index = tune_index(ITEMS, ITEM_IDS, "INNER_PRODUCT")
     index.save(str(root / "x" / "item_index"))
     # User 2 has no ground truth and is skipped; 99 is not an item.
     pq.write_table(
@@ -180,6 +180,13 @@ def test_hitrate_cli(export):
     assert report["scann"]["recall@3"] == pytest.approx(0.75)
     assert report["popularity"]["recall@1"] == 0.0
     assert report["seen_excluded"] == 1  # seen_items found by default
+    tuning = report["index_tuning"]
+    assert tuning["algorithm"] == "brute_force" and tuning["recall"] == 1.0
+    assert tuning["reason"] == "fewer than 20000 items"
+    assert tuning["queries"] == {
+        "source": "perturbed item embeddings",
+        "count": 4,
+    }
 
     result = run_tool(
         "hitrate.py",

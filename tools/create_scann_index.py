@@ -4,11 +4,16 @@ tools/create_faiss_index.py.
 python tools/create_scann_index.py --item_embedding_input E \
     --index_output_dir O [--id_field item_id] \
     [--embedding_field item_tower_emb] [--similarity INNER_PRODUCT|COSINE] \
+    [--target_recall 0.95] [--query_embedding_input Q \
+    [--query_embedding_field user_tower_emb]] \
     [--algorithm brute_force|tree_ah] [--num_leaves N] ...
 
 O receives scann/, item_ids.txt, item_embeddings.npy and index.json
-(easymatch/export/scann_index.py). Unset ScaNN parameters take the
-defaults sized from the corpus (docs/retrieval_eval.md).
+(easymatch/export/scann_index.py). Without ScaNN parameters the index is
+tuned until its recall@100 against exact search reaches --target_recall
+on a query sample: Q's embeddings (e.g. a predict output of the user
+tower), else perturbed item embeddings (easymatch/export/index_tuning.py);
+given parameters are used as they are and measured. Prints index.json.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import argparse
 import json
 import os
 import sys
+
+import numpy as np
 
 try:
     from easymatch import cli
@@ -37,19 +44,45 @@ TREE_FLAGS = {
 
 
 def main(args: argparse.Namespace) -> None:
-    from easymatch.export.embedding_table import load_item_embeddings
-    from easymatch.export.scann_index import build_index
+    from easymatch.export.embedding_table import (
+        embedding_matrix,
+        load_item_embeddings,
+        parquet_files,
+        read_parquet,
+    )
+    from easymatch.export.index_tuning import check_target_recall, tune_index
 
+    check_target_recall(args.target_recall)
     ids, embeddings = load_item_embeddings(
         args.item_embedding_input, args.id_field, args.embedding_field
     )
+    queries, source = None, None
+    if args.query_embedding_input:
+        field = args.query_embedding_field
+        queries = np.concatenate(
+            [
+                embedding_matrix(
+                    read_parquet(f, [field]).column(field), f, field
+                )
+                for f in parquet_files(args.query_embedding_input)
+            ]
+        )
+        source = f"{field} of {args.query_embedding_input}"
     overrides = {
         name: getattr(args, name)
         for name in ("algorithm", *TREE_FLAGS)
         if getattr(args, name) is not None
     }
     # Tree flags without --algorithm mean tree_ah (build_index's default).
-    index = build_index(embeddings, ids, args.similarity, overrides or None)
+    index = tune_index(
+        embeddings,
+        ids,
+        args.similarity,
+        args.target_recall,
+        queries,
+        **({"query_source": source} if source else {}),
+        params=overrides or None,
+    )
     index.save(args.index_output_dir)
     print(json.dumps(index.info))
 
@@ -75,6 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
         default="INNER_PRODUCT",
         help="the model's similarity (the DSSM default is INNER_PRODUCT)",
     )
+    parser.add_argument(
+        "--target_recall",
+        type=float,
+        default=0.95,
+        help="recall@100 vs exact search to tune to, in (0, 1]",
+    )
+    parser.add_argument(
+        "--query_embedding_input",
+        default=None,
+        help="Parquet of query embeddings to tune on (default: perturbed "
+        "item embeddings)",
+    )
+    parser.add_argument("--query_embedding_field", default="user_tower_emb")
     parser.add_argument("--algorithm", choices=["brute_force", "tree_ah"])
     for name, kind in TREE_FLAGS.items():
         parser.add_argument(f"--{name}", type=kind, help="tree_ah only")

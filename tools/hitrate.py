@@ -8,7 +8,8 @@ GT is Parquet: the user tower's input columns, the ground-truth item ids
 user already saw (--seen_items_field), which are excluded. Users are
 embedded with X/user and retrieve from X/item_index by ScaNN and by exact
 search (on a sample of --exact_sample_users, all with --exact). Prints one
-JSON line; definitions in docs/retrieval_eval.md.
+JSON line, with the index's tuning (target and measured recall@100, query
+sample, QPS) from its index.json; definitions in docs/retrieval_eval.md.
 """
 
 from __future__ import annotations

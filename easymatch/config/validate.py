@@ -128,6 +128,16 @@ def _validate_export(
             f'"{export.exporter_type}" is not supported; '
             'use "latest" or "best"',
         )
+    if not 0 < export.index_target_recall <= 1:
+        report.fail(
+            f"{path}.index_target_recall",
+            f"{export.index_target_recall:g} is not in (0, 1]",
+        )
+    if export.retrieval_top_k <= 0:
+        report.fail(
+            f"{path}.retrieval_top_k",
+            f"{export.retrieval_top_k} is not at least 1",
+        )
     if export.exporter_type != "best":
         return
     if not export.HasField("best_exporter_metric"):

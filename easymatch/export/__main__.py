@@ -1,7 +1,8 @@
 """python -m easymatch.export: export the user and item towers.
 
 Writes `<export_dir>/user` and `<export_dir>/item`, TF SavedModels taking
-the raw input columns (docs/export.md). The checkpoint is
+the raw input columns, and with an item corpus `<export_dir>/item_index`
+and `<export_dir>/retrieval` (docs/export.md). The checkpoint is
 --checkpoint_path, else the best one by export_config for exporter_type
 "best", else the latest in model_dir.
 """
@@ -21,6 +22,8 @@ def main(args) -> None:
         args.export_dir,
         item_input_path=args.item_input_path,
         asset_files=[p for p in (args.asset_files or "").split(",") if p],
+        top_k=args.top_k,
+        target_recall=args.target_recall,
     )
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -46,7 +49,21 @@ def build_parser():
         "--item_input_path",
         default=None,
         help="item corpus: warmup rows of the item tower, and the items of "
-        "export_dir/item_index",
+        "export_dir/item_index and export_dir/retrieval",
+    )
+    parser.add_argument(
+        "--top_k",
+        type=int,
+        default=None,
+        help="items per user of export_dir/retrieval (default: "
+        "export_config.retrieval_top_k, 100)",
+    )
+    parser.add_argument(
+        "--target_recall",
+        type=float,
+        default=None,
+        help="recall@100 vs exact search the item index must reach, in "
+        "(0, 1] (default: export_config.index_target_recall, 0.95)",
     )
     return parser
 

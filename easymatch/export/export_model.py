@@ -7,6 +7,8 @@ Layout of an export directory (docs/export.md):
       pipeline.config        the config, for predict
       assets.extra/tf_serving_warmup_requests
     item_index/              with an item corpus (write_item_index)
+    retrieval/               with an item corpus: user inputs → top-K
+                             items (retrieval_model.py)
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ import numpy as np
 from easymatch.config import save_pipeline_config
 from easymatch.errors import DataError, EasyMatchError
 from easymatch.export.atomic import atomic_directory
+from easymatch.export.index_tuning import (
+    PERTURBED,
+    QUERY_SAMPLE,
+    check_target_recall,
+    tune_index,
+)
 from easymatch.export.inputs import (
     arrow_types,
     make_table_reader,
@@ -31,8 +39,16 @@ from easymatch.export.inputs import (
     typed_column,
 )
 from easymatch.export.predictor import TowerRunner
-from easymatch.export.sampler_corpus import write_sampler_corpus
-from easymatch.export.scann_index import build_index
+from easymatch.export.retrieval_model import (
+    RETRIEVAL,
+    RetrievalExport,
+    check_item_embeddings,
+    check_top_k,
+)
+from easymatch.export.sampler_corpus import (
+    sampler_item_table,
+    write_sampler_corpus,
+)
 from easymatch.export.signatures import column_dtypes
 from easymatch.export.tower_module import SIDES, TowerExport
 from easymatch.export.warmup import write_warmup
@@ -109,12 +125,16 @@ def write_towers(
     *,
     item_input_path: str | None = None,
     asset_files: Sequence[str] = (),
+    top_k: int | None = None,
+    target_recall: float | None = None,
 ) -> dict[str, str]:
-    """Writes both towers (and an item index) into `directory`.
+    """Writes both towers (and with an item corpus the item index and
+    the retrieval model) into `directory`.
 
     Returns name → path. Input dtypes come from the training data's
     schema; the warmup rows from the training data, or for the item tower
-    from `item_input_path` when given.
+    from `item_input_path` when given. `top_k` and `target_recall`
+    override export_config's retrieval_top_k and index_target_recall.
     """
     feature_set = build_feature_set(config)
     data = config.data_config
@@ -139,17 +159,37 @@ def write_towers(
             raise DataError(f"{rows_path}: no rows for the warmup requests")
         write_warmup(path, first[0])
         paths[side] = path
-    if item_input_path:
-        paths[ITEM_INDEX] = write_item_index(
-            directory, paths["item"], item_input_path, config
-        )
-    else:
-        with tempfile.TemporaryDirectory() as scratch:
-            corpus = write_sampler_corpus(config, scratch)
-            if corpus is not None:
-                paths[ITEM_INDEX] = write_item_index(
-                    directory, paths["item"], corpus, config
-                )
+        if side == "user":
+            user = (features, dtypes, first[0])
+    with tempfile.TemporaryDirectory() as scratch:
+        corpus = item_input_path or write_sampler_corpus(config, scratch)
+        if corpus is None:
+            return paths
+        ids, embeddings = item_embeddings(paths["item"], corpus, config)
+    try:
+        check_item_embeddings(ids, embeddings)
+    except DataError as error:
+        source = item_input_path or sampler_item_table(config)
+        raise DataError(f"{source}: {error}") from None
+    if target_recall is None:
+        target_recall = config.export_config.index_target_recall
+    paths[ITEM_INDEX] = write_item_index(
+        directory,
+        ids,
+        embeddings,
+        config,
+        target_recall,
+        *user_queries(config, paths["user"]),
+    )
+    if top_k is None:
+        top_k = config.export_config.retrieval_top_k
+    retrieval = RetrievalExport(model, *user[:2], ids, embeddings, top_k)
+    paths[RETRIEVAL] = os.path.join(directory, RETRIEVAL)
+    retrieval.save(paths[RETRIEVAL])
+    save_pipeline_config(
+        config, os.path.join(paths[RETRIEVAL], PIPELINE_CONFIG)
+    )
+    write_warmup(paths[RETRIEVAL], user[2])
     return paths
 
 
@@ -159,6 +199,8 @@ def export(
     export_dir: str,
     item_input_path: str | None = None,
     asset_files: Sequence[str] = (),
+    top_k: int | None = None,
+    target_recall: float | None = None,
 ) -> dict[str, str]:
     """Exports the selected checkpoint; returns name → final path.
 
@@ -166,6 +208,10 @@ def export(
     """
     if os.path.exists(export_dir):
         raise EasyMatchError(f"{export_dir}: already exists")
+    if top_k is not None:
+        check_top_k(top_k)
+    if target_recall is not None:
+        check_target_recall(target_recall)
     for asset in asset_files:
         if not os.path.isfile(asset):
             raise EasyMatchError(f"{asset}: asset file not found")
@@ -179,6 +225,8 @@ def export(
             tmp,
             item_input_path=item_input_path,
             asset_files=asset_files,
+            top_k=top_k,
+            target_recall=target_recall,
         )
     final = os.path.abspath(export_dir)
     return {
@@ -219,16 +267,49 @@ def item_embeddings(
     return np.concatenate(ids), np.concatenate(embeddings)
 
 
+def user_queries(config, user_saved_model: str) -> tuple[np.ndarray, str]:
+    """The index's query sample: the exported user tower on the first
+    eval rows, or (no eval rows) none, for perturbed items instead."""
+    path = config.eval_input_path
+    if not path:
+        return np.zeros((0, 0), np.float32), PERTURBED
+    runner = TowerRunner(user_saved_model)
+    reader = make_table_reader(
+        config.data_config, path, reader_kinds(runner.dtypes), QUERY_SAMPLE
+    )
+    first = next(signature_batches(reader, runner.dtypes), None)
+    if first is None:
+        return np.zeros((0, 0), np.float32), PERTURBED
+    return runner(first[0]), f"user tower on eval rows of {path}"
+
+
 def write_item_index(
-    export_dir: str, item_saved_model: str, item_input_path: str, config
+    export_dir: str,
+    ids: np.ndarray,
+    embeddings: np.ndarray,
+    config,
+    target_recall: float,
+    queries: np.ndarray,
+    query_source: str,
 ) -> str:
-    """Embeds the item corpus with the exported item tower and writes a
-    ScaNN index of it to `<export_dir>/item_index`; returns that path."""
-    ids, embeddings = item_embeddings(item_saved_model, item_input_path, config)
+    """Writes an index of the item embeddings tuned to the target recall
+    to `<export_dir>/item_index`; returns that path."""
     model_config = config.model_config
     params = getattr(model_config, model_config.WhichOneof("model"))
     similarity = simi_pb2.Similarity.Name(params.similarity)
     path = os.path.join(export_dir, ITEM_INDEX)
-    build_index(embeddings, ids, similarity).save(path)
-    logger.info("indexed %d items in %s", len(ids), path)
+    index = tune_index(
+        embeddings, ids, similarity, target_recall, queries, query_source
+    )
+    index.save(path)
+    tuning = index.info["tuning"]
+    logger.info(
+        "indexed %d items in %s: %s, recall@%d %.3f (%s)",
+        len(ids),
+        path,
+        tuning["algorithm"],
+        tuning["k"],
+        tuning["recall"],
+        tuning["reason"],
+    )
     return path

@@ -7,10 +7,12 @@ atomically, and a per-tower view of them TF Serving can watch:
     <version>/eval_result.json    the evaluation that triggered it
     user/<version> -> ../<version>/user
     item/<version> -> ../<version>/item
+    retrieval/<version> -> ../<version>/retrieval   (with a sampler's items)
 
 TF Serving loads `<base_path>/<number>/saved_model.pb`, so it serves the
-views `user/` and `item/`, one model each. A version is the Unix time of
-the export, bumped past the newest existing one when that is not larger.
+views `user/`, `item/` and `retrieval/`, one model each. A version is the
+Unix time of the export, bumped past the newest existing one when that is
+not larger.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from easymatch.errors import EasyMatchError
 from easymatch.export.atomic import atomic_directory
 from easymatch.export.export_model import write_towers
+from easymatch.export.retrieval_model import RETRIEVAL
 from easymatch.export.tower_module import SIDES
 from easymatch.models.match_model import MatchModel
 
@@ -34,6 +37,8 @@ EXPORT_SUBDIR = "export"
 EVAL_RESULT = "eval_result.json"
 # tf.estimator's exports_to_keep default; ExportConfig has no such field.
 KEEP_VERSIONS = 5
+# A version's SavedModels, each served from its own view directory.
+VIEWS = (*SIDES, RETRIEVAL)
 
 
 def versions(directory: str) -> list[int]:
@@ -124,7 +129,7 @@ class Exporter:
         """Keeps the newest `keep` versions; their views go first, so a
         watcher never follows a link into a directory being removed."""
         for version in versions(self.directory)[: -self.keep]:
-            for side in SIDES:
+            for side in VIEWS:
                 link = os.path.join(self.directory, side, str(version))
                 if os.path.islink(link):
                     os.unlink(link)
@@ -132,15 +137,24 @@ class Exporter:
 
     def sync_views(self) -> None:
         """Links every version into the views and drops dangling links,
-        which also repairs the views after a crash between the steps."""
-        for side in SIDES:
+        which also repairs the views after a crash between the steps.
+        The retrieval view exists once a version has a retrieval model."""
+        for side in VIEWS:
             view = os.path.join(self.directory, side)
+            linked = [
+                version
+                for version in map(str, versions(self.directory))
+                if side in SIDES
+                or os.path.isdir(os.path.join(self.directory, version, side))
+            ]
+            if not linked and not os.path.isdir(view):
+                continue
             os.makedirs(view, exist_ok=True)
             for name in os.listdir(view):
                 link = os.path.join(view, name)
                 if os.path.islink(link) and not os.path.exists(link):
                     os.unlink(link)
-            for version in map(str, versions(self.directory)):
+            for version in linked:
                 link = os.path.join(view, version)
                 if not os.path.lexists(link):
                     os.symlink(os.path.join("..", version, side), link)

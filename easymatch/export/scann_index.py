@@ -118,10 +118,13 @@ class ItemIndex:
             return np.zeros((len(q), k), np.int64), np.zeros(
                 (len(q), k), np.float32
             )
+        # The tuned leaves and reorder (index.json) are search arguments:
+        # the serialized searcher keeps the ones it was built with.
         rows, scores = self.searcher.search_batched_parallel(
             q,
             final_num_neighbors=k,
             pre_reorder_num_neighbors=max(k, self.params.get("reorder", k)),
+            leaves_to_search=self.params.get("num_leaves_to_search"),
         )
         missing = np.isnan(scores)
         rows = np.where(missing, -1, rows.astype(np.int64))

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x61symatch/protos/export.proto\x12\x10\x65\x61symatch.protos\"\x88\x02\n\x0c\x45xportConfig\x12\x1d\n\rexporter_type\x18\x01 \x01(\t:\x06latest\x12!\n\x14\x62\x65st_exporter_metric\x18\x02 \x01(\t:\x03\x61uc\x12%\n\x17metric_larger_is_better\x18\x03 \x01(\x08:\x04true\x12\x19\n\x0fmixed_precision\x18\x04 \x01(\t:\x00\x12\x1e\n\x10\x63udnn_allow_tf32\x18\x05 \x01(\x08:\x04true\x12%\n\x16\x63uda_matmul_allow_tf32\x18\x06 \x01(\x08:\x05\x66\x61lse\x12\x15\n\ruse_dense_ema\x18\x07 \x01(\x08\x12\x16\n\rmetric_bigger\x18\xe8\x07 \x01(\x08')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x65\x61symatch/protos/export.proto\x12\x10\x65\x61symatch.protos\"\xcb\x02\n\x0c\x45xportConfig\x12\x1d\n\rexporter_type\x18\x01 \x01(\t:\x06latest\x12!\n\x14\x62\x65st_exporter_metric\x18\x02 \x01(\t:\x03\x61uc\x12%\n\x17metric_larger_is_better\x18\x03 \x01(\x08:\x04true\x12\x19\n\x0fmixed_precision\x18\x04 \x01(\t:\x00\x12\x1e\n\x10\x63udnn_allow_tf32\x18\x05 \x01(\x08:\x04true\x12%\n\x16\x63uda_matmul_allow_tf32\x18\x06 \x01(\x08:\x05\x66\x61lse\x12\x15\n\ruse_dense_ema\x18\x07 \x01(\x08\x12\x16\n\rmetric_bigger\x18\xe8\x07 \x01(\x08\x12\"\n\x13index_target_recall\x18\xb0\t \x01(\x02:\x04\x30.95\x12\x1d\n\x0fretrieval_top_k\x18\xb1\t \x01(\x05:\x03\x31\x30\x30')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'easymatch.protos.export_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXPORTCONFIG']._serialized_start=52
-  _globals['_EXPORTCONFIG']._serialized_end=316
+  _globals['_EXPORTCONFIG']._serialized_end=383
 # @@protoc_insertion_point(module_scope)
