@@ -3,15 +3,9 @@ free loopback ports, REST and gRPC clients, and TF-only references."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
-from http.client import HTTPConnection
 from pathlib import Path
 
 import grpc
@@ -27,11 +21,11 @@ from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import export
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
+from easymatch.serve.process import ServeProcess
 from easymatch.serve.servable import signature_defs
 from easymatch.training import checkpoints
 
 ROWS = 8
-START_SECONDS = 300  # TF import and loading on a busy 2-core machine
 NUMPY = {1: np.float32, 9: np.int64, 7: object}  # DataType → numpy
 
 # Runs the towers with nothing but tensorflow imported.
@@ -100,29 +94,11 @@ def make_served_export(taobao_data: Path, root: Path) -> dict:
     return {"dir": export_dir, "rows": rows, "reference": reference}
 
 
-class Server:
-    """`python -m easymatch.serve` on free 127.0.0.1 ports."""
+class Server(ServeProcess):
+    """The server process with TF Serving's gRPC stubs connected."""
 
     def __init__(self, base: Path, *flags: str) -> None:
-        command = [sys.executable, "-m", "easymatch.serve"]
-        command += ["--model_base_path", str(base), "--port", "0"]
-        command += ["--rest_api_port", "0", *flags]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-        self.process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env=env,
-        )
-        self.stderr: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-        line = self._first_line()
-        # "easymatch.serve: gRPC on H:P, REST on H:P, models ..."
-        parts = line.replace(",", " ").split()
-        self.grpc_port = int(parts[3].rsplit(":", 1)[1])
-        self.rest_port = int(parts[6].rsplit(":", 1)[1])
+        super().__init__(str(base), *flags, cwd=str(ROOT))
         channel = grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
         self.channel = channel
         self.predict = prediction_service_pb2_grpc.PredictionServiceStub(
@@ -130,61 +106,8 @@ class Server:
         )
         self.models = model_service_pb2_grpc.ModelServiceStub(channel)
 
-    def _collect(self) -> None:
-        for line in self.process.stderr:
-            self.stderr.append(line)
-
-    def _first_line(self) -> str:
-        result: list[str] = []
-        reader = threading.Thread(
-            target=lambda: result.append(self.process.stdout.readline()),
-            daemon=True,
-        )
-        reader.start()
-        reader.join(START_SECONDS)
-        if not result or not result[0]:
-            self.kill()
-            raise AssertionError("server did not start: " + self.log())
-        return result[0]
-
-    def log(self) -> str:
-        return "".join(self.stderr[-20:])
-
-    def rest(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        connection = HTTPConnection("127.0.0.1", self.rest_port, timeout=120)
-        try:
-            data = body if isinstance(body, bytes | None) else json.dumps(body)
-            connection.request(method, path, body=data)
-            response = connection.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            connection.close()
-
-    def wait_for(self, version: int, model: str = "user") -> None:
-        """Until `version` of `model` is AVAILABLE (bounded)."""
-        deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()
-            status, body = self.rest("GET", f"/v1/models/{model}")
-            states = {
-                s["version"]: s["state"]
-                for s in body.get("model_version_status", [])
-            }
-            if states.get(str(version)) == "AVAILABLE":
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"version {version} not available: {self.log()}")
-
     def terminate(self, timeout: float = 120) -> int:
-        """SIGTERM; the exit status."""
-        self.process.send_signal(signal.SIGTERM)
         try:
-            return self.process.wait(timeout)
+            return super().terminate(timeout)
         finally:
             self.channel.close()
-            self.kill()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()

@@ -39,10 +39,14 @@ def test_quick_bench_prints_all_fields(tmp_path):
         "export_seconds",
         "user_tower_latency_ms",
         "scann",
+        "serve",
         "peak_rss_mb",
     ):
         assert key in printed
     assert set(printed["user_tower_latency_ms"]) == {"p50", "p99"}
     assert "recall@100_vs_exact" in printed["scann"]
+    served = printed["serve"]["20000"]
+    assert served["server_exit_status"] == 0
+    assert set(served["served_concurrency_8"]) == {"qps", "p50_ms", "p99_ms"}
     assert printed["train"]["1024"]["examples_per_sec"] > 0
     assert set(printed["table_step_ms"]) == {"10000", "1000000"}

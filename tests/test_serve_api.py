@@ -20,11 +20,18 @@ from tensorflow_serving.apis import (
 
 pytestmark = pytest.mark.slow
 MAX_BATCH = 16
+MAX_BYTES = 65536
 
 
 @pytest.fixture(scope="module")
 def server(served_export):
-    process = Server(served_export["dir"], "--max_batch_size", str(MAX_BATCH))
+    process = Server(
+        served_export["dir"],
+        "--max_batch_size",
+        str(MAX_BATCH),
+        "--max_request_bytes",
+        str(MAX_BYTES),
+    )
     try:
         process.wait_for(1)
         yield process
@@ -302,3 +309,16 @@ def test_concurrent_single_row_requests_each_get_their_row(
         np.testing.assert_allclose(
             embedding, expected[i % len(expected)], rtol=1e-5, atol=1e-6
         )
+
+
+def test_requests_over_the_size_limit_are_refused(server, served_export):
+    rows = served_export["rows"]["user"]
+    huge = dict(rows, pid=np.array([b"x" * MAX_BYTES] * len(rows), object))
+    with pytest.raises(grpc.RpcError) as caught:
+        server.predict.Predict(request("user", huge), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    body = {"instances": json_rows(huge)}
+    status, answer = server.rest("POST", "/v1/models/user:predict", body)
+    assert status == 413 and "exceeded" in answer["error"], answer
+    good = server.predict.Predict(request("user", rows), timeout=60)
+    assert output(good, "user_tower_emb").shape[0] == len(rows["user_id"])

@@ -1,7 +1,7 @@
 """Benchmarks; prints one JSON object and writes it to --output.
 
 python tools/bench.py [--quick]
-    [--only pipeline,sampler,train,tables,export,scann]
+    [--only pipeline,sampler,train,tables,export,scann,serve]
     [--data_dir DIR] [--output bench.json]
 
 Figures are measured here, on this machine, and never asserted in tests.
@@ -22,10 +22,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from gen_taobao_data import generate  # noqa: E402
 
-from easymatch.bench import serving, training  # noqa: E402
+from easymatch.bench import serve_load, serving, training  # noqa: E402
 
 TAOBAO_CONFIG = os.path.join(ROOT, "samples", "dssm_taobao.config")
-PARTS = ("pipeline", "sampler", "train", "tables", "export", "scann")
+PARTS = ("pipeline", "sampler", "train", "tables", "export", "scann", "serve")
 
 
 def main() -> None:
@@ -136,6 +136,13 @@ def main() -> None:
             num_items=50_000 if quick else 1_000_000,
             dim=64,
             queries=200 if quick else 2000,
+        )
+    if "serve" in parts:
+        result["serve"] = serve_load.serve_load(
+            training.taobao_config(TAOBAO_CONFIG, data_dir, 1024),
+            item_counts=[20_000] if quick else [100_000, 1_000_000],
+            requests=300 if quick else 5000,
+            concurrency=[1, 8] if quick else [1, 8, 32],
         )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["peak_rss_mb"] = peak_kib / 1024.0

@@ -18,10 +18,9 @@ from easymatch.training import checkpoints
 from easymatch.training.loop import create_model
 
 
-def export_and_latency(config, requests: int) -> dict:
-    """Seconds to export a freshly initialised model, then p50/p99 ms of
-    single-row requests to the user tower's serving_default, in process."""
-    work = tempfile.mkdtemp(prefix="easymatch-bench-")
+def fresh_export(config, work: str) -> tuple[dict[str, str], float]:
+    """Exports a freshly initialised model into `work`/export: (paths,
+    seconds the export took)."""
     feature_set = build_feature_set(config)
     model = create_model(config, feature_set, tf.distribute.get_strategy())
     manager = checkpoints.make_manager(
@@ -30,12 +29,19 @@ def export_and_latency(config, requests: int) -> dict:
     checkpoint = manager.save(checkpoint_number=1)
     start = time.perf_counter()
     paths = export(config, checkpoint, os.path.join(work, "export"))
-    export_seconds = time.perf_counter() - start
+    return paths, time.perf_counter() - start
 
+
+def export_and_latency(config, requests: int) -> dict:
+    """Seconds to export a freshly initialised model, then p50/p99 ms of
+    single-row requests to the user tower's serving_default, in process."""
+    paths, export_seconds = fresh_export(
+        config, tempfile.mkdtemp(prefix="easymatch-bench-")
+    )
     serve = tf.saved_model.load(paths["user"]).signatures["serving_default"]
     row = pq.read_table(config.train_input_path).slice(0, 1).to_pylist()[0]
     request = {
-        name: tf.constant([_typed(row[name], spec.dtype)], spec.dtype)
+        name: tf.constant([typed_value(row[name], spec.dtype)], spec.dtype)
         for name, spec in serve.structured_input_signature[1].items()
     }
     for _ in range(10):
@@ -54,7 +60,7 @@ def export_and_latency(config, requests: int) -> dict:
     }
 
 
-def _typed(value, dtype: tf.DType):
+def typed_value(value, dtype: tf.DType):
     if dtype == tf.string:
         return "" if value is None else str(value)
     if dtype.is_floating:
