@@ -33,6 +33,9 @@ setup(
             # byte with this protoc's output.
             "grpcio-tools==1.81.1",
             "ruff==0.17.6",
+            # The reference tokenizer library: tokenize_feature's ids are
+            # compared with its ids (tests/test_features_tokenize.py).
+            "tokenizers==0.23.3",
         ],
     },
 )

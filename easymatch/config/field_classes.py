@@ -119,7 +119,7 @@ REFUSED: dict[str, str] = {
     "TokenizeFeature.sequence_fields": _SEQ_FIELDS,
     "TokenizeFeature.tokens_as_sequence": "token sequences for sequence "
     "encoders are " + _NOT_YET,
-    "FeatureConfig.tokenize_feature": "tokenize features are " + _NOT_YET,
+    "TextNormalizer.stop_char_file": "stop-character files are " + _NOT_YET,
     "FeatureConfig.sequence_tokenize_feature": "sequences of texts are "
     + _NOT_YET,
     "SeqFeatureConfig.tokenize_feature": "texts inside sequences are "

@@ -8,6 +8,7 @@ from easymatch.config.features import (
     iter_features,
 )
 from easymatch.config.report import Reporter
+from easymatch.config.validate_tokenize import validate_tokenize
 from easymatch.protos import feature_pb2, pipeline_pb2
 
 _SIDES = ("user", "item", "context")
@@ -81,6 +82,8 @@ def _validate_feature(info: FeatureInfo, report: Reporter) -> None:
             report.fail(f"{path}.sequence_delim", "must not be empty")
     if isinstance(feature, feature_pb2.IdFeature):
         _validate_id(path, feature, report)
+    elif isinstance(feature, feature_pb2.TokenizeFeature):
+        validate_tokenize(path, feature, report)
     else:
         _validate_raw(path, feature, report)
         if info.is_sequence and feature.HasField("mlp"):

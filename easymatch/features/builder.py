@@ -17,7 +17,8 @@ from easymatch.features.sequence_feature import (
     SequenceIdFeature,
     SequenceRawFeature,
 )
-from easymatch.protos import data_pb2
+from easymatch.features.tokenize_feature import build_tokenize_feature
+from easymatch.protos import data_pb2, feature_pb2
 
 
 def used_feature_names(config) -> set[str]:
@@ -49,6 +50,8 @@ def _build(info: FeatureInfo, fg_encoded: bool, separator: str | None):
     try:
         if info.is_id:
             return _id_feature(info, fg_encoded, separator)
+        if isinstance(info.proto, feature_pb2.TokenizeFeature):
+            return build_tokenize_feature(info, fg_encoded, separator)
         return _raw_feature(info, fg_encoded, separator)
     except ValueError as error:
         raise ConfigError(f"{info.path}: {error}") from None

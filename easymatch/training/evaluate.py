@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import tensorflow as tf
 
 from easymatch.data.dataset import (
@@ -14,6 +16,8 @@ from easymatch.data.dataset import (
 from easymatch.errors import DataError, raise_tf_error
 from easymatch.features import FeatureSet
 from easymatch.models.match_model import MatchModel
+
+logger = logging.getLogger("easymatch.eval")
 
 
 def eval_distributed_dataset(
@@ -77,10 +81,14 @@ class Evaluator:
         logs: dict = {}
         iterator = iter(dataset)
         step = 0
+        # TorchEasyRec logs eval progress every log_step_count_steps.
+        log_every = max(self.config.eval_config.log_step_count_steps, 1)
         try:
             while max_steps is None or step < max_steps:
                 logs = self._test_step(iterator)
                 step += 1
+                if step % log_every == 0:
+                    logger.info("eval step %d", step)
         except tf.errors.OutOfRangeError:
             pass
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
