@@ -39,6 +39,13 @@ def test_exporter_layout_versions_and_views(tmp_path):
     }
 
 
+def test_a_per_tower_view_is_refused_with_the_fix(tmp_path):
+    (tmp_path / "17").mkdir()
+    (tmp_path / "17" / "saved_model.pb").write_bytes(b"pb")
+    with pytest.raises(EasyMatchError, match="give the directory holding"):
+        version_dirs(str(tmp_path))
+
+
 def test_missing_base_path_is_an_error(tmp_path):
     with pytest.raises(EasyMatchError, match="not a directory"):
         version_dirs(str(tmp_path / "nope"))

@@ -24,7 +24,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from easymatch.bench.serving import fresh_export, typed_value
-from easymatch.export.scann_index import ItemIndex, build_index
+from easymatch.export.index_tuning import tune_index
+from easymatch.export.scann_index import ItemIndex
 from easymatch.protos import simi_pb2
 from easymatch.serve.process import ServeProcess
 
@@ -52,11 +53,13 @@ def user_rows(config, user_dir: str) -> tuple[dict, list[dict]]:
 
 
 def synthetic_index(num_items: int, dim: int, similarity: str) -> ItemIndex:
+    """Clustered items (1000 centres plus noise), indexed as exports do:
+    tuned to the default target recall."""
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(1000, dim)).astype(np.float32)
     items = centres[rng.integers(0, len(centres), num_items)]
     items += 0.1 * rng.normal(size=items.shape).astype(np.float32)
-    return build_index(items, np.arange(num_items), similarity)
+    return tune_index(items, np.arange(num_items), similarity)
 
 
 def in_process(user_dir: str, index: ItemIndex, dtypes, rows, n: int):
@@ -145,6 +148,7 @@ def _serve_load(
         index.save(os.path.join(base, "item_index"))
         figures = {
             "params": index.params,
+            "index_recall@100": index.info["tuning"]["recall"],
             "in_process_single_user": in_process(
                 paths["user"], index, dtypes, rows, requests
             ),

@@ -53,6 +53,12 @@ def version_dirs(base: str) -> dict[int, str]:
         path = os.path.join(base, name)
         # `<ts>.tmp-<pid>` (being written) is not a number, so never seen.
         if name.isdigit() and os.path.isdir(path):
+            if os.path.isfile(os.path.join(path, "saved_model.pb")):
+                raise EasyMatchError(
+                    f"--model_base_path {base}: {name}/ is one SavedModel "
+                    "(a per-tower view such as export/best/user); give the "
+                    "directory holding the versions (export/best)"
+                )
             found[int(name)] = path
     return found
 
