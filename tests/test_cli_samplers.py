@@ -64,6 +64,8 @@ def train(data, model_dir, num_steps: int) -> None:
     name = "dssm_hard_negative_sampler_v2"
     edits = {
         **OPTIONS,
+        # The streaming estimate's state is checkpointed and must resume.
+        "model_config.dssm.candidate_probability": {"streaming": {}},
         "train_config.num_steps": num_steps,
         "train_config.save_checkpoints_steps": 3,
         "eval_input_path": "",

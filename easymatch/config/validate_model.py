@@ -69,6 +69,7 @@ def validate_model(
             "otherwise there are no negatives",
         )
     _validate_negatives(config, model, path, report)
+    _validate_candidate_probability(model, path, report)
     if kind == "dssm_v2" and not config.data_config.force_base_data_group:
         report.fail(
             "data_config.force_base_data_group", "must be true for dssm_v2"
@@ -123,6 +124,47 @@ def _validate_negatives(
             field,
             "has no effect without remove_accidental_hits or "
             "logq_correction of in-batch negatives",
+        )
+
+
+def _validate_candidate_probability(
+    model: match_model_pb2.DSSM | match_model_pb2.DSSMV2,
+    path: str,
+    report: Reporter,
+) -> None:
+    """easymatch's candidate_probability (FrequencyEstimator's bounds)."""
+    if not model.HasField("candidate_probability"):
+        return
+    path = f"{path}.candidate_probability"
+    if not (
+        model.logq_correction
+        and (model.in_batch_negative or model.mixed_negatives)
+    ):
+        report.warn(
+            path,
+            "has no effect without logq_correction of in-batch or mixed "
+            "negatives (sampled negatives use the sampler's weights)",
+        )
+    option = model.candidate_probability
+    if option.WhichOneof("source") != "streaming":
+        return
+    streaming, path = option.streaming, f"{path}.streaming"
+    buckets = streaming.num_buckets
+    bits = buckets.bit_length() - 1
+    if buckets < 2 or buckets != 1 << bits:
+        report.fail(
+            f"{path}.num_buckets", f"must be a power of two >= 2, got {buckets}"
+        )
+    elif not 1 <= streaming.num_hashes * bits <= 63:
+        report.fail(
+            f"{path}.num_hashes",
+            f"num_hashes * log2(num_buckets) = {streaming.num_hashes} * "
+            f"{bits} must be in [1, 63] (the hashes slice 63-bit id "
+            "fingerprints)",
+        )
+    if not 0 < streaming.alpha <= 1:
+        report.fail(
+            f"{path}.alpha", f"must be in (0, 1], got {streaming.alpha}"
         )
 
 

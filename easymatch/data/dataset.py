@@ -138,12 +138,16 @@ def make_reader(
     *,
     training: bool,
     batch_size: int | None = None,
+    columns: dict[str, str] | None = None,
 ) -> TableReader:
-    """A reader of every column the features, label, weight and ids need."""
+    """A reader of every column the features, label, weight and ids need,
+    or of ``columns`` (name → kind) only."""
     data = config.data_config
-    kinds = feature_columns(config, feature_set)
-    for name in [data.label_fields[0], *data.sample_weight_fields[:1]]:
-        kinds.setdefault(name, "float")
+    kinds = columns
+    if kinds is None:
+        kinds = feature_columns(config, feature_set)
+        for name in [data.label_fields[0], *data.sample_weight_fields[:1]]:
+            kinds.setdefault(name, "float")
     if batch_size is None:
         batch_size = data.batch_size
         if not training and data.eval_batch_size:

@@ -52,8 +52,31 @@ def tower_kwargs(tower) -> dict:
     return kwargs
 
 
-def model_kwargs(config, feature_set: FeatureSet) -> tuple[str, dict]:
-    """(registry name, constructor kwargs) of the configured model."""
+def candidate_probability_kwargs(params) -> dict:
+    """`candidate_probability` → MatchModel's option; unset: train_counts,
+    the best option measured (docs/retrieval_eval.md)."""
+    option = params.candidate_probability
+    if option.WhichOneof("source") == "streaming":
+        streaming = option.streaming
+        return {
+            "source": "streaming",
+            "num_buckets": streaming.num_buckets,
+            "num_hashes": streaming.num_hashes,
+            "alpha": streaming.alpha,
+            "count_repeats": streaming.count_repeats,
+            "warm_start": streaming.warm_start,
+        }
+    return {"source": "train_counts"}
+
+
+def model_kwargs(
+    config, feature_set: FeatureSet, item_counts: dict | None = None
+) -> tuple[str, dict]:
+    """(registry name, constructor kwargs) of the configured model.
+
+    `item_counts`: the training input's item counts, which logQ correction
+    with `train_counts` reads (`easymatch.data.item_counts`).
+    """
     model_config = config.model_config
     kind = model_config.WhichOneof("model")
     params = getattr(model_config, kind)
@@ -75,6 +98,8 @@ def model_kwargs(config, feature_set: FeatureSet) -> tuple[str, dict]:
         "logq_correction": params.logq_correction,
         "remove_accidental_hits": params.remove_accidental_hits,
         "mixed_negatives": params.mixed_negatives,
+        "candidate_probability": candidate_probability_kwargs(params),
+        "item_counts": item_counts,
         "recall_top_ks": [m.recall_at_k.top_k for m in model_config.metrics],
         "train_recall_top_ks": [
             m.recall_at_k.top_k for m in model_config.train_metrics
@@ -97,6 +122,8 @@ def model_kwargs(config, feature_set: FeatureSet) -> tuple[str, dict]:
     return kind, kwargs
 
 
-def build_model(config, feature_set: FeatureSet) -> MatchModel:
-    kind, kwargs = model_kwargs(config, feature_set)
+def build_model(
+    config, feature_set: FeatureSet, item_counts: dict | None = None
+) -> MatchModel:
+    kind, kwargs = model_kwargs(config, feature_set, item_counts)
     return model_class(kind)(**kwargs)

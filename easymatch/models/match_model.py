@@ -20,7 +20,9 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from easymatch.retrieval.frequency import FrequencyEstimator
+from easymatch.retrieval.candidate_probability import (
+    build_candidate_probability,
+)
 from easymatch.retrieval.loss import (
     append_hard_negatives,
     apply_temperature,
@@ -64,6 +66,8 @@ class MatchModel(keras.Model):
         logq_correction: bool = False,
         remove_accidental_hits: bool = False,
         mixed_negatives: bool = False,
+        candidate_probability: dict | None = None,
+        item_counts: dict | None = None,
         gradient_clipping: dict | None = None,
         **kwargs,
     ) -> None:
@@ -75,10 +79,15 @@ class MatchModel(keras.Model):
         self.mode = negative_mode(in_batch_negative, mixed_negatives)
         self.logq_correction = logq_correction
         self.remove_accidental_hits = remove_accidental_hits
-        # Only in-batch candidates need estimated frequencies; sampled ones
-        # come with the sampler's.
+        # Only in-batch candidates need item frequencies; sampled ones come
+        # with the sampler's. `candidate_probability` chooses exact training
+        # counts (`item_counts`) or the streaming estimate.
+        self.candidate_probability = candidate_probability
+        self.item_counts = item_counts
         self.frequency_estimator = (
-            FrequencyEstimator(name="frequency_estimator")
+            build_candidate_probability(
+                candidate_probability, item_counts, "frequency_estimator"
+            )
             if logq_correction and self.mode != SAMPLED
             else None
         )
@@ -316,6 +325,8 @@ class MatchModel(keras.Model):
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
             "mixed_negatives": self.mixed_negatives,
+            "candidate_probability": self.candidate_probability,
+            "item_counts": self.item_counts,
             "gradient_clipping": self.gradient_clipping,
             "name": self.name,
         }

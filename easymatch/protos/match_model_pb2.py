@@ -24,17 +24,18 @@ _sym_db = _symbol_database.Default()
 
 from easymatch.protos import tower_pb2 as easymatch_dot_protos_dot_tower__pb2
 from easymatch.protos import simi_pb2 as easymatch_dot_protos_dot_simi__pb2
+from easymatch.protos import candidate_probability_pb2 as easymatch_dot_protos_dot_candidate__probability__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"easymatch/protos/match_model.proto\x12\x10\x65\x61symatch.protos\x1a\x1c\x65\x61symatch/protos/tower.proto\x1a\x1b\x65\x61symatch/protos/simi.proto\"\xf1\x02\n\x04\x44SSM\x12+\n\nuser_tower\x18\x01 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12+\n\nitem_tower\x18\x02 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12\x12\n\noutput_dim\x18\x03 \x02(\x05\x12?\n\nsimilarity\x18\x04 \x01(\x0e\x32\x1c.easymatch.protos.Similarity:\rINNER_PRODUCT\x12\x16\n\x0btemperature\x18\x05 \x01(\x02:\x01\x31\x12 \n\x11in_batch_negative\x18\x06 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0flogq_correction\x18\xe8\x07 \x01(\x08:\x05\x66\x61lse\x12&\n\x16remove_accidental_hits\x18\xe9\x07 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0fmixed_negatives\x18\xea\x07 \x01(\x08:\x05\x66\x61lse\x12\x16\n\ritem_id_field\x18\xeb\x07 \x01(\t\"\xf3\x02\n\x06\x44SSMV2\x12+\n\nuser_tower\x18\x01 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12+\n\nitem_tower\x18\x02 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12\x12\n\noutput_dim\x18\x03 \x02(\x05\x12?\n\nsimilarity\x18\x04 \x01(\x0e\x32\x1c.easymatch.protos.Similarity:\rINNER_PRODUCT\x12\x16\n\x0btemperature\x18\x05 \x01(\x02:\x01\x31\x12 \n\x11in_batch_negative\x18\x06 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0flogq_correction\x18\xe8\x07 \x01(\x08:\x05\x66\x61lse\x12&\n\x16remove_accidental_hits\x18\xe9\x07 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0fmixed_negatives\x18\xea\x07 \x01(\x08:\x05\x66\x61lse\x12\x16\n\ritem_id_field\x18\xeb\x07 \x01(\t')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"easymatch/protos/match_model.proto\x12\x10\x65\x61symatch.protos\x1a\x1c\x65\x61symatch/protos/tower.proto\x1a\x1b\x65\x61symatch/protos/simi.proto\x1a,easymatch/protos/candidate_probability.proto\"\xb9\x03\n\x04\x44SSM\x12+\n\nuser_tower\x18\x01 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12+\n\nitem_tower\x18\x02 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12\x12\n\noutput_dim\x18\x03 \x02(\x05\x12?\n\nsimilarity\x18\x04 \x01(\x0e\x32\x1c.easymatch.protos.Similarity:\rINNER_PRODUCT\x12\x16\n\x0btemperature\x18\x05 \x01(\x02:\x01\x31\x12 \n\x11in_batch_negative\x18\x06 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0flogq_correction\x18\xe8\x07 \x01(\x08:\x05\x66\x61lse\x12&\n\x16remove_accidental_hits\x18\xe9\x07 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0fmixed_negatives\x18\xea\x07 \x01(\x08:\x05\x66\x61lse\x12\x16\n\ritem_id_field\x18\xeb\x07 \x01(\t\x12\x46\n\x15\x63\x61ndidate_probability\x18\xc9\t \x01(\x0b\x32&.easymatch.protos.CandidateProbability\"\xbb\x03\n\x06\x44SSMV2\x12+\n\nuser_tower\x18\x01 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12+\n\nitem_tower\x18\x02 \x02(\x0b\x32\x17.easymatch.protos.Tower\x12\x12\n\noutput_dim\x18\x03 \x02(\x05\x12?\n\nsimilarity\x18\x04 \x01(\x0e\x32\x1c.easymatch.protos.Similarity:\rINNER_PRODUCT\x12\x16\n\x0btemperature\x18\x05 \x01(\x02:\x01\x31\x12 \n\x11in_batch_negative\x18\x06 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0flogq_correction\x18\xe8\x07 \x01(\x08:\x05\x66\x61lse\x12&\n\x16remove_accidental_hits\x18\xe9\x07 \x01(\x08:\x05\x66\x61lse\x12\x1f\n\x0fmixed_negatives\x18\xea\x07 \x01(\x08:\x05\x66\x61lse\x12\x16\n\ritem_id_field\x18\xeb\x07 \x01(\t\x12\x46\n\x15\x63\x61ndidate_probability\x18\xc9\t \x01(\x0b\x32&.easymatch.protos.CandidateProbability')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'easymatch.protos.match_model_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DSSM']._serialized_start=116
-  _globals['_DSSM']._serialized_end=485
-  _globals['_DSSMV2']._serialized_start=488
-  _globals['_DSSMV2']._serialized_end=859
+  _globals['_DSSM']._serialized_start=162
+  _globals['_DSSM']._serialized_end=603
+  _globals['_DSSMV2']._serialized_start=606
+  _globals['_DSSMV2']._serialized_end=1049
 # @@protoc_insertion_point(module_scope)

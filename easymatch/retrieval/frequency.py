@@ -12,6 +12,15 @@ State lives in non-trainable variables that checkpoints keep, so a
 resumed run continues the same estimate. Under a tf.distribute strategy
 every replica gathers all replicas' ids and computes the same update; the
 variables take the first replica's (``only_first_replica``).
+
+Two options of easymatch's, off by default (Yi et al.'s algorithm):
+``count_repeats`` divides each gap by the id's count in the batch, so the
+estimate is the expected count per batch, which exceeds 1 for an item in
+several rows of a batch (plain δ ≥ 1 step caps it at 1); ``warm_start``
+averages the first 1/alpha gaps of a bucket with equal weights (a running
+mean) instead of letting the first gap dominate the moving average for
+its first ~1/alpha sightings. Both were measured on planted data
+(docs/retrieval_eval.md, logQ options).
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ class FrequencyEstimator(keras.layers.Layer):
         num_buckets: int = 1 << 20,
         num_hashes: int = 2,
         alpha: float = 0.01,
+        count_repeats: bool = False,
+        warm_start: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -51,6 +62,8 @@ class FrequencyEstimator(keras.layers.Layer):
         self.num_buckets = num_buckets
         self.num_hashes = num_hashes
         self.alpha = alpha
+        self.count_repeats = count_repeats
+        self.warm_start = warm_start
         self._bits = bits
         size = (num_hashes * num_buckets,)
         self.step = self._state("step", (), "int64")
@@ -58,6 +71,9 @@ class FrequencyEstimator(keras.layers.Layer):
         # variables scatter along axis 0 only.
         self.last_seen = self._state("last_seen", size, "int64")
         self.interval = self._state("interval", size, "float32")
+        self.sightings = (
+            self._state("sightings", size, "int32") if warm_start else None
+        )
         self.built = True
 
     def _state(self, name: str, shape: tuple, dtype: str) -> keras.Variable:
@@ -89,17 +105,31 @@ class FrequencyEstimator(keras.layers.Layer):
         if context is not None and context.num_replicas_in_sync > 1:
             item_ids = context.all_gather(item_ids, axis=0)
         slots = self._slots(item_ids)
+        repeats = None
+        if self.count_repeats:
+            slots, _, repeats = tf.unique_with_counts(slots)
         step = self.step.value.assign_add(1)
         last = tf.gather(self.last_seen.value, slots)
         interval = tf.gather(self.interval.value, slots)
         gap = tf.cast(step - last, tf.float32)
+        if repeats is not None:
+            gap = gap / tf.cast(repeats, tf.float32)
+        alpha = tf.constant(self.alpha, tf.float32)
+        updates = []
+        if self.sightings is not None:
+            seen = tf.gather(self.sightings.value, slots) + 1
+            alpha = tf.maximum(alpha, 1.0 / tf.cast(seen, tf.float32))
+            updates.append(
+                self.sightings.value.scatter_update(
+                    tf.IndexedSlices(seen, slots)
+                )
+            )
         # The first sighting starts the average at the steps so far, rather
         # than pulling it towards a made-up prior.
-        new = tf.where(
-            last > 0, (1.0 - self.alpha) * interval + self.alpha * gap, gap
-        )
+        new = tf.where(last > 0, (1.0 - alpha) * interval + alpha * gap, gap)
         # An id repeated in the batch writes the same value at each place.
         return tf.group(
+            *updates,
             self.interval.value.scatter_update(tf.IndexedSlices(new, slots)),
             self.last_seen.value.scatter_update(
                 tf.IndexedSlices(tf.fill(tf.shape(slots), step), slots)
@@ -107,7 +137,8 @@ class FrequencyEstimator(keras.layers.Layer):
         )
 
     def log_probability(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """float32, shaped like ``item_ids``: log(1 / δ), at most 0.
+        """float32, shaped like ``item_ids``: log(1 / δ), at most 0 unless
+        ``count_repeats``.
 
         An id never seen counts as seen once in step + 1 steps.
         """
@@ -118,7 +149,9 @@ class FrequencyEstimator(keras.layers.Layer):
         interval = tf.reduce_max(
             tf.reshape(interval, [self.num_hashes, -1]), axis=0
         )
-        return -tf.math.log(tf.reshape(tf.maximum(interval, 1.0), shape))
+        if not self.count_repeats:
+            interval = tf.maximum(interval, 1.0)
+        return -tf.math.log(tf.reshape(interval, shape))
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -126,5 +159,7 @@ class FrequencyEstimator(keras.layers.Layer):
             num_buckets=self.num_buckets,
             num_hashes=self.num_hashes,
             alpha=self.alpha,
+            count_repeats=self.count_repeats,
+            warm_start=self.warm_start,
         )
         return config

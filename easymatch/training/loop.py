@@ -23,6 +23,7 @@ from easymatch.data.dataset import (
     make_dataset,
     make_reader,
 )
+from easymatch.data.item_counts import load_or_count
 from easymatch.errors import EasyMatchError, raise_tf_error
 from easymatch.features import FeatureSet
 from easymatch.features.builder import build_feature_set
@@ -48,8 +49,9 @@ def create_model(
     ``negatives``: the sampler to build with; default: the eval sampler.
     """
     train_config = config.train_config
+    item_counts = load_or_count(config, feature_set)
     with strategy.scope():
-        model = build_model(config, feature_set)
+        model = build_model(config, feature_set, item_counts)
         model.compile(
             dense_optimizer=build_optimizer(
                 train_config.dense_optimizer, "train_config.dense_optimizer"

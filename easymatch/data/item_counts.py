@@ -1,0 +1,156 @@
+"""Exact item counts of the training input, for logQ correction.
+
+With ``candidate_probability { train_counts {} }`` (the default), logQ
+correction of in-batch candidates uses each item's exact share of the
+training rows (``easymatch.retrieval.candidate_probability``). The counts
+come from one pass over ``train_input_path`` that reads only the item id
+column, as text, as the input pipeline does, and are kept in
+``model_dir/item_counts.parquet`` beside the checkpoints: a resumed run,
+eval and a restarted worker read that file instead of counting again, so
+they use exactly the counts training started with.
+
+File: columns ``item_id`` (text) and ``count`` (int64), one row per
+distinct id, sorted by id; schema metadata records the id column
+and the input it was counted from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tensorflow as tf
+
+from easymatch.data.convert import STRING
+from easymatch.data.dataset import hash_ids, item_id_column, make_reader
+from easymatch.errors import DataError
+from easymatch.features import FeatureSet
+
+COUNTS_FILE = "item_counts.parquet"
+_META_KEY = b"easymatch_item_counts"
+logger = logging.getLogger("easymatch")
+
+
+def counts_column(config) -> str | None:
+    """The item id column to count, if the model's logQ reads counts."""
+    model_config = config.model_config
+    options = getattr(model_config, model_config.WhichOneof("model"))
+    source = options.candidate_probability.WhichOneof("source")
+    if not options.logq_correction or source == "streaming":
+        return None
+    # item_id_column is set exactly when in-batch candidates are corrected
+    # (or accidental hits masked, which needs no counts).
+    if not (options.in_batch_negative or options.mixed_negatives):
+        return None
+    return item_id_column(config)
+
+
+def count_items(
+    config, feature_set: FeatureSet, column: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ids as text, their row counts) over the training input."""
+    reader = make_reader(
+        config,
+        feature_set,
+        config.train_input_path,
+        training=False,
+        batch_size=65536,
+        columns={column: STRING},
+    )
+    totals: dict[bytes, int] = {}
+    for batch in reader.batches():
+        ids, counts = np.unique(batch[column], return_counts=True)
+        for item, count in zip(ids.tolist(), counts.tolist(), strict=True):
+            totals[item] = totals.get(item, 0) + count
+    if not totals:
+        raise DataError(
+            f"{config.train_input_path}: no rows to count items in "
+            f"(column {column})"
+        )
+    ids = sorted(totals)
+    return (
+        np.array(ids, dtype=object),
+        np.array([totals[item] for item in ids], np.int64),
+    )
+
+
+def write_counts(
+    path: str, ids: np.ndarray, counts: np.ndarray, meta: dict
+) -> None:
+    """Writes atomically: a crash or a second writer never leaves half a
+    file behind."""
+    table = pa.table(
+        {
+            "item_id": pa.array(ids.tolist(), pa.binary()),
+            "count": pa.array(counts, pa.int64()),
+        }
+    ).replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
+    directory = os.path.dirname(path) or "."
+    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(handle)
+    try:
+        pq.write_table(table, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def read_counts(path: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(ids as text, counts, metadata) of a counts file."""
+    try:
+        table = pq.read_table(path)
+        meta = json.loads((table.schema.metadata or {})[_META_KEY])
+        ids = np.array(table.column("item_id").to_pylist(), dtype=object)
+        counts = table.column("count").to_numpy()
+    except (OSError, KeyError, ValueError, pa.ArrowException) as error:
+        raise DataError(
+            f"{path}: not a readable item counts file ({error}); delete it "
+            "to count the training input again"
+        ) from None
+    if len(ids) == 0 or np.any(counts < 1):
+        raise DataError(f"{path}: counts must be >= 1 and not empty")
+    return ids, counts, meta
+
+
+def load_or_count(config, feature_set: FeatureSet) -> dict | None:
+    """MatchModel's ``item_counts`` (hashed ids, counts), or None when the
+    model needs none. Reads model_dir's counts file, or counts the
+    training input once and writes it there."""
+    column = counts_column(config)
+    if column is None:
+        return None
+    path = os.path.join(config.model_dir, COUNTS_FILE)
+    if os.path.exists(path):
+        ids, counts, meta = read_counts(path)
+        if meta.get("column") != column:
+            raise DataError(
+                f"{path}: counted column {meta.get('column')!r}, but the "
+                f"model's item id column is {column!r}; delete the file to "
+                "count again"
+            )
+        if meta.get("train_input_path") != config.train_input_path:
+            logger.warning(
+                "%s: counted from %s, not the current train_input_path %s; "
+                "using it as is",
+                path,
+                meta.get("train_input_path"),
+                config.train_input_path,
+            )
+    else:
+        ids, counts = count_items(config, feature_set, column)
+        os.makedirs(config.model_dir, exist_ok=True)
+        write_counts(
+            path,
+            ids,
+            counts,
+            {"column": column, "train_input_path": config.train_input_path},
+        )
+        logger.info("counted %d items into %s", len(ids), path)
+    hashed = hash_ids(tf.constant(ids.tolist(), tf.string)).numpy()
+    return {"item_ids": hashed.tolist(), "counts": counts.tolist()}
