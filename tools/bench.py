@@ -1,7 +1,7 @@
 """Benchmarks; prints one JSON object and writes it to --output.
 
 python tools/bench.py [--quick]
-    [--only pipeline,sampler,train,tables,export,scann,serve]
+    [--only pipeline,sampler,train,tables,export,scann,serve] [--only logq]
     [--data_dir DIR] [--output bench.json]
 
 Figures are measured here, on this machine, and never asserted in tests.
@@ -26,6 +26,9 @@ from easymatch.bench import serve_load, serving, training  # noqa: E402
 
 TAOBAO_CONFIG = os.path.join(ROOT, "samples", "dssm_taobao.config")
 PARTS = ("pipeline", "sampler", "train", "tables", "export", "scann", "serve")
+# logQ options against the planted oracle (tools/bench_logq.py): minutes
+# of training per option, so only on request.
+ON_REQUEST = ("logq",)
 
 
 def main() -> None:
@@ -36,9 +39,11 @@ def main() -> None:
     parser.add_argument("--output", default="bench.json")
     args = parser.parse_args()
     parts = [p for p in args.only.split(",") if p]
-    unknown = sorted(set(parts) - set(PARTS))
+    unknown = sorted(set(parts) - set(PARTS) - set(ON_REQUEST))
     if unknown:
-        parser.error(f"unknown parts {unknown}; choose from {PARTS}")
+        parser.error(
+            f"unknown parts {unknown}; choose from {PARTS + ON_REQUEST}"
+        )
     quick = args.quick
     started = time.perf_counter()
     rows = 40_000 if quick else 400_000
@@ -143,6 +148,20 @@ def main() -> None:
             item_counts=[20_000] if quick else [100_000, 1_000_000],
             requests=300 if quick else 5000,
             concurrency=[1, 8] if quick else [1, 8, 32],
+        )
+    if "logq" in parts:
+        from bench_logq import OPTIONS as LOGQ_OPTIONS
+        from bench_logq import run as logq_options
+
+        result["logq"] = logq_options(
+            os.path.join(args.data_dir, "planted"),
+            seeds=[0] if quick else [0, 1, 2],
+            options=(
+                ["none", "streaming", "train_counts"]
+                if quick
+                else list(LOGQ_OPTIONS)
+            ),
+            num_epochs=5,
         )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["peak_rss_mb"] = peak_kib / 1024.0

@@ -104,8 +104,10 @@ def tower_scores(config, num_users: int, num_items: int) -> np.ndarray:
     return embed("user", num_users) @ embed("item", num_items).T
 
 
-def run_seed(args, seed: int) -> dict:
-    data_dir = os.path.join(args.data_dir, f"seed{seed}")
+def run_seed(
+    data_dir: str, seed: int, options: list[str], num_epochs: int
+) -> dict:
+    data_dir = os.path.join(data_dir, f"seed{seed}")
     if not os.path.exists(os.path.join(data_dir, "truth.npz")):
         generate(data_dir, seed=seed)
     truth = np.load(os.path.join(data_dir, "truth.npz"))
@@ -121,12 +123,12 @@ def run_seed(args, seed: int) -> dict:
         k: expected_recall(scores, probabilities, users, k) for k in TOP_KS
     }
     result: dict = {f"oracle_recall@{k}": oracle[k] for k in TOP_KS}
-    for name in args.options:
+    for name in options:
         keras.utils.set_random_seed(seed)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as model_dir:
             config = option_config(
-                data_dir, model_dir, OPTIONS[name], args.num_epochs
+                data_dir, model_dir, OPTIONS[name], num_epochs
             )
             train_and_evaluate(config)
             model_scores = tower_scores(config, *scores.shape)
@@ -158,6 +160,29 @@ def mean_over_seeds(runs: dict) -> dict:
     }
 
 
+def run(
+    data_dir: str, seeds: list[int], options: list[str], num_epochs: int
+) -> dict:
+    """The bench's JSON: per seed and option, and the mean over seeds."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown options {unknown}; choose from {list(OPTIONS)}"
+        )
+    started = time.perf_counter()
+    runs = {
+        str(seed): run_seed(data_dir, seed, options, num_epochs)
+        for seed in seeds
+    }
+    return {
+        "machine_cores": os.cpu_count(),
+        "num_epochs": num_epochs,
+        "seeds": runs,
+        "mean": mean_over_seeds(runs),
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data_dir", default="data/bench/planted")
@@ -166,22 +191,15 @@ def main() -> None:
     parser.add_argument("--num_epochs", type=int, default=5)
     parser.add_argument("--output", default="bench_logq.json")
     args = parser.parse_args()
-    args.options = [o for o in args.options.split(",") if o]
-    unknown = sorted(set(args.options) - set(OPTIONS))
-    if unknown:
-        parser.error(f"unknown options {unknown}; choose from {list(OPTIONS)}")
-    started = time.perf_counter()
-    runs = {
-        str(seed): run_seed(args, seed)
-        for seed in (int(s) for s in args.seeds.split(","))
-    }
-    result = {
-        "machine_cores": os.cpu_count(),
-        "num_epochs": args.num_epochs,
-        "seeds": runs,
-        "mean": mean_over_seeds(runs),
-        "seconds": time.perf_counter() - started,
-    }
+    try:
+        result = run(
+            args.data_dir,
+            [int(s) for s in args.seeds.split(",")],
+            [o for o in args.options.split(",") if o],
+            args.num_epochs,
+        )
+    except ValueError as error:
+        parser.error(str(error))
     text = json.dumps(result, sort_keys=True)
     with open(args.output, "w") as handle:
         handle.write(text + "\n")
