@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
 from conftest import DEMO_CONFIG, ROOT, demo_edits
+from test_training_resume import variables
 
 from easymatch.config import load_pipeline_config
 from easymatch.data import item_counts
@@ -123,15 +124,6 @@ def train(data, model_dir, num_steps: int) -> None:
     )
     tf.keras.utils.set_random_seed(3)
     train_and_evaluate(config)
-
-
-def variables(model_dir) -> dict[str, np.ndarray]:
-    reader = tf.train.load_checkpoint(str(model_dir))
-    return {
-        name: reader.get_tensor(name)
-        for name in reader.get_variable_to_shape_map()
-        if name.startswith("model/")
-    }
 
 
 @pytest.mark.slow

@@ -109,8 +109,9 @@ def read_counts(path: str) -> tuple[np.ndarray, np.ndarray, dict]:
         ids = np.array(table.column("item_id").to_pylist(), dtype=object)
         counts = table.column("count").to_numpy()
     except (OSError, KeyError, ValueError, pa.ArrowException) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise DataError(
-            f"{path}: not a readable item counts file ({error}); delete it "
+            f"{path}: not a readable item counts file ({reason}); delete it "
             "to count the training input again"
         ) from None
     if len(ids) == 0 or np.any(counts < 1):
