@@ -104,6 +104,9 @@ def model_kwargs(
         "train_recall_top_ks": [
             m.recall_at_k.top_k for m in model_config.train_metrics
         ],
+        "train_recall_decays": [
+            [m.decay_rate, m.decay_step] for m in model_config.train_metrics
+        ],
         "gradient_clipping": {
             "clipping_type": config.train_config.grad_clipping.clipping_type,
             "max_gradient": config.train_config.grad_clipping.max_gradient,

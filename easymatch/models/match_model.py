@@ -47,6 +47,7 @@ from easymatch.retrieval.similarity import (
     similarity_blocks,
     target_columns,
 )
+from easymatch.retrieval.train_metric import DecayedMetric
 
 
 class MatchModel(keras.Model):
@@ -63,6 +64,7 @@ class MatchModel(keras.Model):
         temperature: float = 1.0,
         recall_top_ks: Sequence[int] = (),
         train_recall_top_ks: Sequence[int] = (),
+        train_recall_decays: Sequence[Sequence[float]] = (),
         logq_correction: bool = False,
         remove_accidental_hits: bool = False,
         mixed_negatives: bool = False,
@@ -96,14 +98,21 @@ class MatchModel(keras.Model):
         self.gradient_clipping = gradient_clipping
         self.recall_top_ks = list(recall_top_ks)
         self.train_recall_top_ks = list(train_recall_top_ks)
+        # (decay_rate, decay_step) per train metric; TorchEasyRec's
+        # defaults when not given.
+        self.train_recall_decays = [
+            [float(rate), int(step)] for rate, step in train_recall_decays
+        ] or [[0.9, 100]] * len(self.train_recall_top_ks)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.cross_entropy_tracker = keras.metrics.Mean(
             name="softmax_cross_entropy"
         )
         self.recall_metrics = [RecallAtK(k) for k in self.recall_top_ks]
         self.train_recall_metrics = [
-            RecallAtK(k, name=f"train_recall@{k}")
-            for k in self.train_recall_top_ks
+            DecayedMetric(RecallAtK(k), rate, step, name=f"train_recall@{k}")
+            for k, (rate, step) in zip(
+                self.train_recall_top_ks, self.train_recall_decays, strict=True
+            )
         ]
         self.sparse_optimizer: keras.optimizers.Optimizer | None = None
 
@@ -322,6 +331,7 @@ class MatchModel(keras.Model):
             "temperature": self.temperature,
             "recall_top_ks": self.recall_top_ks,
             "train_recall_top_ks": self.train_recall_top_ks,
+            "train_recall_decays": self.train_recall_decays,
             "logq_correction": self.logq_correction,
             "remove_accidental_hits": self.remove_accidental_hits,
             "mixed_negatives": self.mixed_negatives,
