@@ -20,6 +20,7 @@ from easymatch.config import load_pipeline_config  # noqa: E402
 from easymatch.errors import EasyMatchError, disk_error  # noqa: E402
 
 ERROR_LOG = "error.log"
+SEED_ENV = "PYTHON_RANDOM_SEED"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -75,6 +76,7 @@ def run(main: Callable[[argparse.Namespace], None], args) -> None:
     )
     logging.getLogger("easymatch").setLevel(logging.INFO)
     try:
+        seed_everything()
         main(args)
     except EasyMatchError as error:
         print(f"easymatch: error: {error}", file=sys.stderr)
@@ -87,6 +89,19 @@ def run(main: Callable[[argparse.Namespace], None], args) -> None:
             sys.exit(2)
         report_internal_error(error, args)
         sys.exit(1)
+
+
+def seed_everything() -> None:
+    """$PYTHON_RANDOM_SEED seeds Python, NumPy, TF and Keras (initial
+    weights, dropout seeds), so two runs start from the same weights."""
+    text = os.environ.get(SEED_ENV, "")
+    if not text:
+        return
+    if not text.isdigit():
+        raise EasyMatchError(f"{SEED_ENV}: {text!r} is not an integer >= 0")
+    import keras
+
+    keras.utils.set_random_seed(int(text))
 
 
 def report_internal_error(error: Exception, args) -> None:
