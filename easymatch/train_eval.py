@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from easymatch import cli
+from easymatch.training.cluster import MODES
 
 
 def main(args) -> None:
     from easymatch.errors import ConfigError
     from easymatch.export.exporter import make_exporter
+    from easymatch.training.cluster import (
+        PARAMETER_SERVER,
+        choose_mode,
+        read_tf_config,
+    )
     from easymatch.training.loop import train_and_evaluate
+    from easymatch.training.strategies import make_strategy, serve
 
     config = cli.load_config(
         args,
@@ -23,10 +30,21 @@ def main(args) -> None:
         )
     if args.fine_tune_checkpoint:
         config.train_config.fine_tune_checkpoint = args.fine_tune_checkpoint
+    # TF_CONFIG decides this process's role (docs/distributed.md).
+    cluster = read_tf_config()
+    mode = choose_mode(
+        cluster,
+        args.distribute_strategy or config.train_config.distribute_strategy,
+    )
+    if mode == PARAMETER_SERVER and cluster.task_type in ("ps", "worker"):
+        serve(cluster)
+        return
+    strategy = make_strategy(cluster, mode)
     # With export_config, towers are exported to model_dir/export/ after
     # evaluations (docs/export.md).
     train_and_evaluate(
         config,
+        strategy=strategy,
         ignore_restore_optimizer=args.ignore_restore_optimizer,
         after_evaluation=make_exporter(config),
     )
@@ -48,6 +66,13 @@ def build_parser():
         "--ignore_restore_optimizer",
         action="store_true",
         help="on resume, restore weights and step but not optimizer slots",
+    )
+    parser.add_argument(
+        "--distribute_strategy",
+        default=None,
+        choices=MODES,
+        help="overrides train_config.distribute_strategy (default: from "
+        "TF_CONFIG, see docs/distributed.md)",
     )
     return parser
 

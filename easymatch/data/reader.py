@@ -28,6 +28,7 @@ from easymatch.data.batching import (
 from easymatch.data.convert import FLOAT, INT64, KINDS, STRING, to_numpy
 from easymatch.data.csv_source import CsvSource
 from easymatch.data.pump import pumped_dataset
+from easymatch.data.shards import RowRange, common_batches, shard_ranges
 from easymatch.data.sources import ParquetSource, Piece
 from easymatch.errors import DataError
 
@@ -61,6 +62,10 @@ class TableReader:
 
     ``num_workers`` pieces are read and converted ahead in threads; the
     output order does not depend on it.
+
+    ``shard`` = (index, count): read only that worker's share of the rows
+    (see shards.py); epochs then have the same number of batches on every
+    shard.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class TableReader:
         csv_with_header: bool = False,
         num_workers: int = 1,
         int64_candidates: Collection[str] = (),
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         names = [c.name for c in columns]
         if not names or len(set(names)) != len(names):
@@ -85,6 +91,8 @@ class TableReader:
         for c in columns:
             if c.kind not in KINDS:
                 raise ValueError(f"column {c.name!r}: unknown kind {c.kind!r}")
+        if not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard index out of range: {shard}")
         if batch_size < 1 or shuffle_buffer_size < 1:
             raise ValueError("batch_size and shuffle_buffer_size must be >= 1")
         if dataset_type == "parquet":
@@ -108,6 +116,8 @@ class TableReader:
         self._files: list[str] | None = None
         self._piece_list: list[Piece] | None = None
         self._file_rows: dict[str, int] = {}
+        self._shard = shard
+        self._ranges: list[RowRange] | None = None
 
     def files(self) -> list[str]:
         """The matched files, sorted; DataError if a pattern matches none."""
@@ -132,6 +142,24 @@ class TableReader:
                 for piece in self._source.pieces(path)
             ]
         return self._piece_list
+
+    def _row_ranges(self) -> list[RowRange]:
+        """What this shard reads: whole pieces unless sharded."""
+        if self._ranges is None:
+            index, count = self._shard
+            self._ranges = (
+                [RowRange(p) for p in self._pieces()]
+                if count == 1
+                else shard_ranges(
+                    self._pieces(), self._piece_rows, index, count
+                )
+            )
+        return self._ranges
+
+    def _range_rows(self, row_range: RowRange) -> int:
+        if row_range.rows is not None:
+            return row_range.rows
+        return self._piece_rows(row_range.piece)
 
     def _piece_rows(self, piece: Piece) -> int:
         if piece.num_rows is not None:
@@ -179,11 +207,17 @@ class TableReader:
         return self._int64
 
     def num_rows(self) -> int:
-        """Rows in all files (Parquet: metadata only; CSV: a parse pass)."""
-        return sum(self._piece_rows(p) for p in self._pieces())
+        """Rows in all files, or this shard's (Parquet: metadata only; CSV:
+        a parse pass)."""
+        return sum(self._range_rows(r) for r in self._row_ranges())
 
     def num_batches(self) -> int:
-        """Batches per epoch."""
+        """Batches per epoch (sharded: the same on every shard)."""
+        if self._shard[1] > 1:
+            total = sum(self._piece_rows(p) for p in self._pieces())
+            return common_batches(
+                total, self._shard[1], self._batch_size, self._drop_remainder
+            )
         full, rest = divmod(self.num_rows(), self._batch_size)
         return full + int(bool(rest) and not self._drop_remainder)
 
@@ -194,11 +228,18 @@ class TableReader:
             c.name: INT64 if c.name in ints else c.kind for c in self._columns
         }
 
-    def _chunks(self, piece: Piece, skip: int) -> Iterator[Batch]:
+    def _chunks(self, row_range: RowRange, skip: int) -> Iterator[Batch]:
         kinds = self._kinds()
+        piece = row_range.piece
+        left = row_range.rows - skip if row_range.rows is not None else None
         for first_row, batch in self._source.read(
-            piece, skip, self._batch_size
+            piece, row_range.skip + skip, self._batch_size
         ):
+            if left is not None:
+                if left <= 0:
+                    return
+                batch = batch.slice(0, left)
+                left -= len(batch)
             yield {
                 name: to_numpy(
                     batch.column(name), kind, piece.path, name, first_row
@@ -207,7 +248,7 @@ class TableReader:
             }
 
     def _epoch(self, epoch: int, skip_batches: int) -> Iterator[Batch]:
-        pieces = self._pieces()
+        pieces = self._row_ranges()
         rng = np.random.default_rng([self._seed, epoch])
         if self._shuffle:
             pieces = [pieces[i] for i in rng.permutation(len(pieces))]
@@ -217,7 +258,7 @@ class TableReader:
         tasks = []
         for piece in pieces:
             if skip:
-                rows = self._piece_rows(piece)
+                rows = self._range_rows(piece)
                 if rows <= skip:
                     skip -= rows
                     continue
@@ -231,6 +272,10 @@ class TableReader:
                 shuffle_rows(batches, rng, self._buffer_rows, self._batch_size),
                 skip_batches,
                 None,
+            )
+        if self._shard[1] > 1:
+            batches = itertools.islice(
+                batches, max(self.num_batches() - skip_batches, 0)
             )
         for batch in batches:
             if batch_len(batch) == self._batch_size or not self._drop_remainder:

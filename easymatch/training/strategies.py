@@ -1,0 +1,129 @@
+"""The strategy for this process's task (see cluster.py), and `serve`.
+
+Peers are waited for a bounded time (EASYMATCH_PEER_TIMEOUT seconds), then
+the missing one is named in one line instead of hanging in a collective.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+
+from easymatch.training.cluster import (
+    MULTI_WORKER,
+    PARAMETER_SERVER,
+    Cluster,
+    ClusterError,
+    peer_timeout,
+    reachable,
+    wait_for_peers,
+)
+
+logger = logging.getLogger("easymatch")
+_RING = tf.distribute.experimental.CommunicationOptions(
+    implementation=tf.distribute.experimental.CommunicationImplementation.RING
+)
+
+
+def make_strategy(cluster: Cluster, mode: str) -> tf.distribute.Strategy:
+    """The default strategy, MWMS or PSS for the chosen mode."""
+    if mode == MULTI_WORKER:
+        return multi_worker_strategy(cluster)
+    if mode == PARAMETER_SERVER:
+        return parameter_server_strategy(cluster)
+    return tf.distribute.get_strategy()
+
+
+def multi_worker_strategy(
+    cluster: Cluster,
+) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MWMS over TF_CONFIG's chief and workers, ring all-reduce on CPU.
+
+    The constructor starts this task's server, then waits in an all-reduce
+    for every peer, unboundedly and holding the GIL (TF's timeout for that
+    wait does not fire with RING collectives on CPU; a thread cannot run
+    and SIGTERM is not handled). A watchdog process names the missing peer
+    and ends this one.
+    """
+    timeout = peer_timeout()
+    watchdog = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "easymatch.training.watchdog",
+            str(os.getpid()),
+            str(timeout),
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            communication_options=_RING
+        )
+    finally:
+        # End of input tells the watchdog that the wait is over.
+        watchdog.stdin.close()
+        watchdog.wait()
+
+
+def server_config(cluster: Cluster) -> tf.compat.v1.ConfigProto:
+    # With fewer inter-op threads than workers + 1, a ps on a 2-core
+    # machine deadlocks serving concurrent steps (measured; issue #12).
+    return tf.compat.v1.ConfigProto(
+        inter_op_parallelism_threads=len(cluster.jobs.get("worker", [])) + 1
+    )
+
+
+def parameter_server_strategy(
+    cluster: Cluster,
+) -> tf.distribute.experimental.ParameterServerStrategy:
+    """PSS for the chief; variables round-robin over the ps tasks (the
+    large embedding tables shard themselves, see embedding_tables.py)."""
+    wait_for_peers(cluster, peer_timeout())
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    return tf.distribute.experimental.ParameterServerStrategy(resolver)
+
+
+def serve(cluster: Cluster, poll_seconds: float = 2.0) -> None:
+    """Runs this ps or worker task's server until the chief ends.
+
+    The chief's address accepting connections is the chief being alive: a
+    task leaves once the chief was seen and stopped answering, or when it
+    never appeared within the peer timeout.
+    """
+    server = tf.distribute.Server(
+        tf.train.ClusterSpec(
+            {k: v for k, v in cluster.jobs.items() if k != "evaluator"}
+        ),
+        job_name=cluster.task_type,
+        task_index=cluster.task_index,
+        protocol="grpc",
+        config=server_config(cluster),
+        start=True,
+    )
+    chief = cluster.address("chief", 0)
+    logger.info(
+        "%s %d serving at %s until the chief (%s) ends",
+        cluster.task_type,
+        cluster.task_index,
+        server.target,
+        chief,
+    )
+    deadline = time.monotonic() + peer_timeout()
+    seen = False
+    while True:
+        alive = reachable(chief)
+        seen = seen or alive
+        if seen and not alive:
+            return
+        if not seen and time.monotonic() > deadline:
+            raise ClusterError(
+                f"TF_CONFIG: chief 0 ({chief}) unreachable after "
+                f"{peer_timeout():g} s"
+            )
+        time.sleep(poll_seconds)
