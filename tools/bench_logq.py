@@ -57,6 +57,9 @@ OPTIONS: dict[str, dict | None] = {
     "streaming": {"streaming": YI},
     "streaming_1k_buckets": {"streaming": {**YI, "num_buckets": 1024}},
     "streaming_repeats": {"streaming": {"count_repeats": True}},
+    "streaming_repeats_64k_buckets": {
+        "streaming": {"count_repeats": True, "num_buckets": 1 << 16}
+    },
     "streaming_repeats_warm": {
         "streaming": {"count_repeats": True, "warm_start": True}
     },

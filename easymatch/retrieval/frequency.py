@@ -13,7 +13,8 @@ resumed run continues the same estimate. Under a tf.distribute strategy
 every replica gathers all replicas' ids and computes the same update; the
 variables take the first replica's (``only_first_replica``).
 
-Two options of easymatch's, off by default (Yi et al.'s algorithm):
+Two options of easymatch's, off in this layer by default (Yi et al.'s
+algorithm; the config's ``streaming {}`` turns ``count_repeats`` on):
 ``count_repeats`` divides each gap by the id's count in the batch, so the
 estimate is the expected count per batch, which exceeds 1 for an item in
 several rows of a batch (plain δ ≥ 1 step caps it at 1); ``warm_start``

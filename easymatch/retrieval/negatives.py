@@ -12,10 +12,10 @@ and a hard block, by mode:
 
 For logQ correction, each column's log q is the log of the candidate's
 expected count among the row's candidates (TFRS, tf.nn.sampled_softmax_loss):
-an in-batch column gets the streaming estimate of its item's per-batch
-probability (``FrequencyEstimator``), a sampled column log(N·q) with q
-from the sampler's weights, a hard column 0 (hard negatives are chosen,
-not drawn). In SAMPLED mode column 0 is not corrected: the positive is the
+an in-batch column gets its item's expected count in the batch (exact
+training counts or a streaming estimate, ``candidate_probability``), a
+sampled column log(N·q) with q from the sampler's weights, a hard column
+0 (hard negatives are chosen, not drawn). In SAMPLED mode column 0 is not corrected: the positive is the
 label, not a draw from either distribution (the samplers exclude it), so
 its uncorrected logit plus the corrected negatives estimate the full
 softmax's partition function by importance sampling. Both kinds of count
