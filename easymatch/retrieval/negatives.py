@@ -15,11 +15,12 @@ expected count among the row's candidates (TFRS, tf.nn.sampled_softmax_loss):
 an in-batch column gets its item's expected count in the batch (exact
 training counts or a streaming estimate, ``candidate_probability``), a
 sampled column log(N·q) with q from the sampler's weights, a hard column
-0 (hard negatives are chosen, not drawn). In SAMPLED mode column 0 is not corrected: the positive is the
-label, not a draw from either distribution (the samplers exclude it), so
-its uncorrected logit plus the corrected negatives estimate the full
-softmax's partition function by importance sampling. Both kinds of count
-are per batch, so MIXED's two blocks are on one scale.
+0 (hard negatives are chosen, not drawn). In SAMPLED mode column 0 is not
+corrected: the positive is the label, not a draw from either distribution
+(the samplers exclude it), so its uncorrected logit plus the corrected
+negatives estimate the full softmax's partition function by importance
+sampling. Both kinds of count are per batch, so MIXED's two blocks are on
+one scale.
 """
 
 from __future__ import annotations
