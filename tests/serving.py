@@ -44,6 +44,12 @@ TF_ONLY = textwrap.dedent(
         specs = serving.structured_input_signature[1]
         inputs = {k: tf.constant(data[k], specs[k].dtype) for k in specs}
         results[side] = serving(**inputs)[f"{side}_tower_emb"].numpy()
+        if side == "user":  # the export's stock-op retrieval SavedModel
+            top = tf.saved_model.load(f"{root}/retrieval").signatures[
+                "serving_default"
+            ](**inputs)
+            results["retrieval_ids"] = top["item_ids"].numpy()
+            results["retrieval_scores"] = top["scores"].numpy()
     assert not [m for m in sys.modules if m.startswith("easymatch")]
     np.savez(f"{out}/reference.npz", **results)
     """

@@ -149,25 +149,27 @@ def exact_top_k(served_export, k: int):
 
 
 @pytest.mark.parametrize("exact", [True, False])
-def test_retrieval_returns_the_exact_top_k(
-    server,
-    served_export,
-    exact,
-):
+def test_retrieval_returns_the_exact_top_k(server, served_export, exact):
     """ScaNN over 100 items is brute force (the index is exact below 20k
-    items), so both modes equal numpy's top-k."""
+    items), so both modes equal numpy's top-k, and the export's stock-op
+    retrieval SavedModel (ids in its dtype, int64 here)."""
     k = 7
     ids, scores = exact_top_k(served_export, k)
+    reference = served_export["reference"]
+    np.testing.assert_array_equal(
+        reference["retrieval_ids"][:, :k].astype(str), ids
+    )
     rows = served_export["rows"]["user"]
     inputs = dict(rows, top_k=np.int64(k), exact=np.bool_(exact))
     response = server.predict.Predict(request("retrieval", inputs), timeout=60)
-    got = output(response, "item_ids").astype(str)
-    np.testing.assert_array_equal(got, ids)
+    got = output(response, "item_ids")
+    assert got.dtype == reference["retrieval_ids"].dtype == np.int64
+    np.testing.assert_array_equal(got, reference["retrieval_ids"][:, :k])
     np.testing.assert_allclose(output(response, "scores"), scores, atol=1e-5)
     body = {"instances": json_rows(rows), "top_k": k, "exact": exact}
     status, answer = server.rest("POST", "/v1/models/retrieval:predict", body)
     assert status == 200, answer
-    assert [p["item_ids"] for p in answer["predictions"]] == ids.tolist()
+    assert [p["item_ids"] for p in answer["predictions"]] == got.tolist()
 
 
 def test_metadata_and_status(server, served_export):

@@ -72,12 +72,35 @@ def tower_signatures(path: str) -> tuple[object, dict[str, Signature]]:
     return loaded, signatures
 
 
+def id_dtype(export_dir: str) -> tf.DType:
+    """The item id dtype of the export's `retrieval/` SavedModel (int64
+    for an integer id column), so both retrieval paths answer alike;
+    string without one."""
+    path = os.path.join(export_dir, RETRIEVAL)
+    if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return tf.string
+    outputs = signature_defs(path)["serving_default"].outputs
+    return tf.as_dtype(outputs[IDS].dtype) if IDS in outputs else tf.string
+
+
 class Retrieval:
     """The user tower's signatures, followed by a top-k item search."""
 
-    def __init__(self, user: dict[str, Signature], index: ItemIndex, k: int):
+    def __init__(
+        self,
+        user: dict[str, Signature],
+        index: ItemIndex,
+        k: int,
+        ids_dtype: tf.DType = tf.string,
+    ):
         self.index = index
         self.default_k = max(1, min(k, len(index.ids)))
+        self.ids_dtype = ids_dtype
+        # Integer ids as numbers; a row ScaNN did not fill becomes -1.
+        self.ids = (
+            index.ids.astype(np.int64) if ids_dtype == tf.int64 else index.ids
+        )
+        self.missing_id = -1 if ids_dtype == tf.int64 else ""
         # Exact search reads the items from one tensor made once.
         self.items = tf.constant(np.asarray(index.embeddings, np.float32))
         self.signatures = {
@@ -89,7 +112,7 @@ class Retrieval:
         definition = meta_graph_pb2.SignatureDef()
         definition.CopyFrom(user.definition)
         del definition.outputs[embedding]
-        for name, dtype in ((IDS, tf.string), (SCORES, tf.float32)):
+        for name, dtype in ((IDS, self.ids_dtype), (SCORES, tf.float32)):
             definition.outputs[name].CopyFrom(
                 tensor_info(name, dtype, [-1, self.default_k])
             )
@@ -103,7 +126,7 @@ class Retrieval:
         return Signature(
             user.name,
             user.inputs,
-            {IDS: tf.string, SCORES: tf.float32},
+            {IDS: self.ids_dtype, SCORES: tf.float32},
             definition,
             run,
             {TOP_K: (tf.int64, tf.int32), EXACT: (tf.bool,)},
@@ -121,8 +144,8 @@ class Retrieval:
         else:
             rows, scores = self.index.search_rows(queries, k)
         # Not ItemIndex.ids_of: it copies every id per call (1M at 1M).
-        ids = self.index.ids[np.maximum(rows, 0)]
-        ids[rows < 0] = ""
+        ids = self.ids[np.maximum(rows, 0)]
+        ids[rows < 0] = self.missing_id
         return {IDS: ids, SCORES: scores}
 
 
@@ -141,7 +164,9 @@ class Servable:
         index_path = os.path.join(self.path, ITEM_INDEX)
         if os.path.isdir(index_path):
             index = ItemIndex.load(index_path)
-            retrieval = Retrieval(self.models["user"], index, top_k)
+            retrieval = Retrieval(
+                self.models["user"], index, top_k, id_dtype(self.path)
+            )
             self.models[RETRIEVAL] = retrieval.signatures
         self.warm_up()
 
