@@ -7,12 +7,15 @@ import os
 import shutil
 import threading
 import time
+import weakref
 
 import grpc
 import pytest
 from conftest import run_cli
 from serving import Server
 from test_serve_api import json_rows, request
+
+from easymatch.serve.registry import Registry, State
 
 pytestmark = pytest.mark.slow
 POLL = 0.2
@@ -133,3 +136,22 @@ def test_cli_rejects_bad_flags_in_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert "--top_k must be > 0" in result.stderr
+
+
+def test_the_old_version_is_released(served_export, tmp_path):
+    """In process: after the switch nothing holds the old version."""
+    source = served_export["dir"]
+    shutil.copytree(source, tmp_path / "1")
+    registry = Registry(str(tmp_path), top_k=10)
+    registry.poll()  # first sight
+    registry.poll()  # settled: loaded
+    assert registry.current.version == 1
+    old = weakref.ref(registry.current)
+    shutil.copytree(source, tmp_path / "2")
+    registry.poll()
+    assert registry.current.version == 1
+    registry.poll()
+    assert registry.current.version == 2
+    assert old() is None
+    assert registry.states[1] == (State.END, "")
+    assert registry.states[2] == (State.AVAILABLE, "")
