@@ -43,13 +43,24 @@ def test_exact_frequency_hand_computed():
 
 
 def test_exact_frequency_save_and_reload():
-    layer = ExactFrequency(item_ids=[B, A], counts=[2, 6], name="f")
-    again = keras.layers.deserialize(keras.layers.serialize(layer))
-    ids = tf.constant([[A, D, B]], tf.int64)
+    # 63-bit ids survive the JSON config.
+    big = (1 << 63) - 2
+    layer = ExactFrequency(item_ids=[B, big], counts=[2, 6], name="f")
+    text = json.dumps(keras.layers.serialize(layer))
+    again = keras.layers.deserialize(json.loads(text))
+    ids = tf.constant([big, D, B], tf.int64)
     np.testing.assert_array_equal(
         again.log_probability(ids), layer.log_probability(ids)
     )
     assert again.name == "f" and not again.weights
+    # Under tf.function with an unknown batch size too.
+    traced = tf.function(
+        again.log_probability,
+        input_signature=[tf.TensorSpec([None], tf.int64)],
+    )
+    np.testing.assert_allclose(
+        traced(ids), np.log([3 * 6 / 8, 3 / 8, 3 * 2 / 8]), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
