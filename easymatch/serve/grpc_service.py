@@ -4,7 +4,6 @@ and ModelService (GetModelStatus), from tensorflow-serving-api."""
 from __future__ import annotations
 
 import grpc
-import tensorflow as tf
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -15,8 +14,8 @@ from tensorflow_serving.apis import (
 
 from easymatch.serve.registry import Registry
 from easymatch.serve.service import Service
-from easymatch.serve.signature import decode_tensor
 from easymatch.serve.status import ServeError, invalid
+from easymatch.serve.tensors import decode_tensor, encode_tensor
 
 SIGNATURE_DEF = "signature_def"
 
@@ -64,7 +63,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = signature.name
         for name, array in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+            response.outputs[name].CopyFrom(encode_tensor(array))
         return response
 
     async def GetModelMetadata(self, request, context):  # noqa: N802

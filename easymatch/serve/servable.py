@@ -21,13 +21,9 @@ from tensorflow_serving.apis import prediction_log_pb2
 from easymatch.export.brute_force import exact_search
 from easymatch.export.scann_index import ItemIndex
 from easymatch.export.warmup import WARMUP_FILE
-from easymatch.serve.signature import (
-    Arrays,
-    Signature,
-    decode_tensor,
-    tensor_info,
-)
+from easymatch.serve.signature import Arrays, Signature, tensor_info
 from easymatch.serve.status import invalid
+from easymatch.serve.tensors import decode_tensor
 from easymatch.serve.versions import ITEM_INDEX, Candidate
 
 logger = logging.getLogger("easymatch")

@@ -90,15 +90,3 @@ def check_dtype(name: str, expected: tuple[tf.DType, ...], given: int):
         f"input {name!r}: expects {' or '.join(d.name for d in expected)} "
         f"but {given_name} is provided"
     )
-
-
-def decode_tensor(name: str, proto, expected: tuple[tf.DType, ...]):
-    check_dtype(name, expected, proto.dtype)
-    try:
-        return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as error:
-        raise invalid(f"input {name!r}: malformed tensor: {error}") from None
-
-
-def encode_tensor(array: np.ndarray):
-    return tf.make_tensor_proto(array)
