@@ -1,0 +1,85 @@
+"""Row-sparse updates of embedding tables sharded over parameter servers.
+
+Under ParameterServerStrategy a large table is a `ShardedVariable` (a raw
+`tf.Variable` per ps task, see embedding_tables.py): Keras 3 cannot hold
+one, so Keras optimizers cannot update it. `ShardedRowSparse` applies a
+row-sparse optimizer's rule (sparse_optimizers.py) shard by shard: the
+gradient w.r.t. each shard is an IndexedSlices of that shard's own rows,
+and each slot table is sharded like its table (same shape, same
+partitioner), so shard i of a table and of its slots sit on the same ps
+and a step moves only the touched rows.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from easymatch.training.sparse_optimizers import (
+    _RowSparseOptimizer,
+    _sum_duplicates,
+)
+
+ShardedVariable = tf.__internal__.distribute.ShardedVariable
+
+
+class ShardedRowSparse:
+    """Slots and updates of `optimizer`'s rule for sharded tables.
+
+    Create it under the strategy's scope, after the tables: the slot
+    tables are created there, sharded as the tables are.
+    """
+
+    def __init__(
+        self, optimizer: _RowSparseOptimizer, tables: list[tf.Variable]
+    ) -> None:
+        self.optimizer = optimizer
+        self.tables = list(tables)
+        self.slots = [
+            [
+                tf.Variable(
+                    tf.fill(table.shape, tf.cast(value, table.dtype)),
+                    name=f"{table.name.split(':')[0]}/{name}",
+                    trainable=False,
+                )
+                for name, value in optimizer._slot_specs()
+            ]
+            for table in self.tables
+        ]
+
+    def shard_variables(self) -> list[tf.Variable]:
+        """Every shard of every table: what gradients are taken for."""
+        return [shard for table in self.tables for shard in table.variables]
+
+    def apply(self, gradients: list, learning_rate: tf.Tensor) -> None:
+        """`gradients` in the order of `shard_variables()`."""
+        position = 0
+        for table, slots in zip(self.tables, self.slots, strict=True):
+            for index, shard in enumerate(table.variables):
+                gradient = gradients[position]
+                position += 1
+                if gradient is None:
+                    continue
+                self._apply_shard(
+                    gradient,
+                    shard,
+                    [slot.variables[index] for slot in slots],
+                    learning_rate,
+                )
+
+    def _apply_shard(
+        self,
+        gradient: tf.IndexedSlices,
+        shard: tf.Variable,
+        slots: list[tf.Variable],
+        learning_rate: tf.Tensor,
+    ) -> None:
+        gradient = _sum_duplicates(gradient)
+        ids = gradient.indices
+        lr = tf.cast(learning_rate, shard.dtype)
+        old = [tf.gather(slot, ids) for slot in slots]
+        delta, new = self.optimizer._rule(
+            tf.cast(gradient.values, shard.dtype), old, lr
+        )
+        for slot, rows in zip(slots, new, strict=True):
+            slot.scatter_update(tf.IndexedSlices(rows, ids))
+        shard.scatter_sub(tf.IndexedSlices(delta, ids))
