@@ -23,7 +23,7 @@ def test_quick_bench_prints_all_fields(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr
     printed = json.loads(result.stdout.strip().splitlines()[-1])
@@ -39,12 +39,22 @@ def test_quick_bench_prints_all_fields(tmp_path):
         "export_seconds",
         "user_tower_latency_ms",
         "scann",
+        "retrieval_model",
         "serve",
         "peak_rss_mb",
     ):
         assert key in printed
     assert set(printed["user_tower_latency_ms"]) == {"p50", "p99"}
-    assert "recall@100_vs_exact" in printed["scann"]
+    assert set(printed["scann"]) == {"clustered_50000"}
+    for figures in printed["scann"].values():
+        assert "held_out_recall@100_vs_exact" in figures
+        assert "brute_force_qps" in figures["tuning"]
+    assert set(printed["retrieval_model"]["20000"]) == {
+        "p50_ms",
+        "p99_ms",
+        "single_request_qps",
+        "batch_256_qps",
+    }
     served = printed["serve"]["20000"]
     assert served["server_exit_status"] == 0
     assert set(served["served_concurrency_8"]) == {"qps", "p50_ms", "p99_ms"}

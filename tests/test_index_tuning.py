@@ -23,10 +23,11 @@ from easymatch.export.index_tuning import (
 from easymatch.export.scann_index import ItemIndex
 
 
-def test_leaves_ladder_grows_by_half_up_to_all():
-    assert leaves_ladder(141) == [20, 30, 45, 68, 102, 141]
-    assert leaves_ladder(1000) == [50, 75, 113, 170, 255, 383, 575, 863, 1000]
-    assert leaves_ladder(12) == [12]
+def test_leaves_ladder_grows_by_half_from_1_percent_to_all():
+    assert leaves_ladder(141) == [10, 15, 23, 35, 53, 80, 120, 141]
+    ladder = [10, 15, 23, 35, 53, 80, 120, 180, 270, 405, 608, 912, 1000]
+    assert leaves_ladder(1000) == ladder
+    assert leaves_ladder(8) == [8]
 
 
 def test_recall_bounds_by_hand():

@@ -1,4 +1,4 @@
-"""Export time, user-tower request latency and ScaNN vs exact search."""
+"""Export time and user-tower request latency."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
-from easymatch.export.brute_force import exact_search
 from easymatch.export.export_model import export
-from easymatch.export.scann_index import build_index
 from easymatch.features.builder import build_feature_set
 from easymatch.training import checkpoints
 from easymatch.training.loop import create_model
@@ -66,47 +64,3 @@ def typed_value(value, dtype: tf.DType):
     if dtype.is_floating:
         return float("nan") if value is None else float(value)
     return int(value)
-
-
-def scann_vs_exact(
-    num_items: int, dim: int, queries: int, k: int = 100
-) -> dict:
-    """ScaNN with its size-based defaults against brute force.
-
-    Items are clustered (as trained item embeddings are): 1000 centres plus
-    noise; queries are drawn the same way.
-    """
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(1000, dim)).astype(np.float32)
-
-    def sample(n: int) -> np.ndarray:
-        picks = centres[rng.integers(0, len(centres), n)]
-        return picks + 0.1 * rng.normal(size=(n, dim)).astype(np.float32)
-
-    items, probes = sample(num_items), sample(queries)
-    start = time.perf_counter()
-    index = build_index(items, np.arange(num_items), "INNER_PRODUCT")
-    build_seconds = time.perf_counter() - start
-    index.search_rows(probes[:10], k)
-    start = time.perf_counter()
-    rows, _ = index.search_rows(probes, k)
-    scann_qps = queries / (time.perf_counter() - start)
-    start = time.perf_counter()
-    exact_rows, _ = exact_search(items, probes, k)
-    exact_qps = queries / (time.perf_counter() - start)
-    recall = np.mean(
-        [
-            len(np.intersect1d(a, b)) / k
-            for a, b in zip(rows, exact_rows, strict=True)
-        ]
-    )
-    return {
-        "num_items": num_items,
-        "dim": dim,
-        "params": index.params,
-        "build_seconds": build_seconds,
-        "scann_qps": scann_qps,
-        "brute_force_qps": exact_qps,
-        "speedup": scann_qps / exact_qps,
-        f"recall@{k}_vs_exact": float(recall),
-    }

@@ -60,8 +60,13 @@ def perturbed_items(embeddings: np.ndarray, count: int) -> np.ndarray:
 
 
 def leaves_ladder(num_leaves: int) -> list[int]:
-    """Leaves to search, widest last: from 5% (at least 20) to all."""
-    leaves = min(num_leaves, max(20, math.ceil(num_leaves / 20)))
+    """Leaves to search, widest last: from 1% (at least 10) to all.
+
+    Well-clustered corpora meet 0.95 with few leaves, and each leaf
+    searched costs time: the ladder starts low, and each step costs less
+    than the tuning's brute-force reference.
+    """
+    leaves = min(num_leaves, max(10, math.ceil(num_leaves / 100)))
     ladder = [leaves]
     while leaves < num_leaves:
         leaves = min(num_leaves, math.ceil(leaves * LEAVES_GROWTH))

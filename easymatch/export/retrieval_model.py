@@ -17,13 +17,7 @@ import tensorflow as tf
 
 from easymatch.errors import DataError, EasyMatchError
 from easymatch.export.embedding_table import check_item_ids
-from easymatch.export.signatures import (
-    EXAMPLE_SIGNATURE,
-    EXAMPLES_INPUT,
-    SERVING_SIGNATURE,
-    parse_examples,
-    serving_specs,
-)
+from easymatch.export.signatures import column_signatures, read_variables
 from easymatch.features import FeatureSet
 from easymatch.models.match_model import MatchModel
 
@@ -161,30 +155,9 @@ class RetrievalExport:
             )
             return {ITEM_IDS: tf.gather(module.item_ids, rows), SCORES: scores}
 
-        def serve(**columns: tf.Tensor) -> dict:
-            return retrieve(columns)
-
-        def serve_examples(examples: tf.Tensor) -> dict:
-            return retrieve(parse_examples(examples, dtypes))
-
-        self.signatures = {
-            SERVING_SIGNATURE: tf.function(serve).get_concrete_function(
-                **serving_specs(dtypes)
-            ),
-            EXAMPLE_SIGNATURE: tf.function(
-                serve_examples
-            ).get_concrete_function(
-                tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
-            ),
-        }
+        self.signatures = column_signatures(retrieve, dtypes)
         # Variables the signatures read (the user tower's, and the items).
-        self.module.read_variables = list(
-            {
-                id(variable): variable
-                for function in self.signatures.values()
-                for variable in function.variables
-            }.values()
-        )
+        self.module.read_variables = read_variables(self.signatures)
 
     def save(self, directory: str) -> None:
         tf.saved_model.save(self.module, directory, signatures=self.signatures)

@@ -7,6 +7,8 @@ receiver) and parses them into the same columns inside the graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pyarrow as pa
 import tensorflow as tf
 
@@ -87,3 +89,37 @@ def parse_examples(
             value = tf.sparse.to_dense(text, default_value="")[:, 0]
         columns[name] = value
     return columns
+
+
+def column_signatures(
+    run: Callable[[dict[str, tf.Tensor]], dict], dtypes: dict[str, tf.DType]
+) -> dict[str, tf.types.experimental.ConcreteFunction]:
+    """Both signatures of `run` (input columns → outputs): raw columns
+    and serialized tf.Example protos."""
+
+    def serve(**columns: tf.Tensor) -> dict:
+        return run(columns)
+
+    def serve_examples(examples: tf.Tensor) -> dict:
+        return run(parse_examples(examples, dtypes))
+
+    return {
+        SERVING_SIGNATURE: tf.function(serve).get_concrete_function(
+            **serving_specs(dtypes)
+        ),
+        EXAMPLE_SIGNATURE: tf.function(serve_examples).get_concrete_function(
+            tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
+        ),
+    }
+
+
+def read_variables(signatures: dict) -> list[tf.Variable]:
+    """The variables the signatures read, each once: what a SavedModel
+    must track to hold no more than they need."""
+    return list(
+        {
+            id(variable): variable
+            for function in signatures.values()
+            for variable in function.variables
+        }.values()
+    )

@@ -10,12 +10,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from easymatch.export.signatures import (
-    EXAMPLE_SIGNATURE,
-    EXAMPLES_INPUT,
-    SERVING_SIGNATURE,
+    column_signatures,
     output_name,
-    parse_examples,
-    serving_specs,
+    read_variables,
 )
 from easymatch.features import FeatureSet
 from easymatch.models.match_model import MatchModel
@@ -48,30 +45,10 @@ class TowerExport:
             embedding, _ = embed(features.transform(columns), training=False)
             return {output: tf.cast(embedding, tf.float32)}
 
-        def serve(**columns: tf.Tensor) -> dict:
-            return embed_columns(columns)
-
-        def serve_examples(examples: tf.Tensor) -> dict:
-            return embed_columns(parse_examples(examples, dtypes))
-
-        self.signatures = {
-            SERVING_SIGNATURE: tf.function(serve).get_concrete_function(
-                **serving_specs(dtypes)
-            ),
-            EXAMPLE_SIGNATURE: tf.function(
-                serve_examples
-            ).get_concrete_function(
-                tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)
-            ),
-        }
-        read = {
-            id(variable): variable
-            for function in self.signatures.values()
-            for variable in function.variables
-        }
+        self.signatures = column_signatures(embed_columns, dtypes)
         self.module = tf.Module(name=f"{side}_tower")
         self.module.features = features
-        self.module.tower_variables = list(read.values())
+        self.module.tower_variables = read_variables(self.signatures)
 
     def save(self, directory: str) -> None:
         tf.saved_model.save(self.module, directory, signatures=self.signatures)
