@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+import tensorflow as tf
 from test_negatives_pipeline import sample_path, sampler_edits
 
 from easymatch.config import load_pipeline_config
@@ -45,3 +46,14 @@ def test_export_indexes_every_item_of_the_sampler_table(taobao_data, tmp_path):
     for column in corpus.column_names:
         assert corpus.schema.field(column).type == train.field(column).type
     assert np.isfinite(index.embeddings).all()
+    # No eval rows: the index was tuned on perturbed items.
+    assert index.info["tuning"]["queries"]["source"] == (
+        "perturbed item embeddings"
+    )
+    # The retrieval model retrieves from the same items (an all-null
+    # user as a tf.Example).
+    retrieve = tf.saved_model.load(paths["retrieval"]).signatures["tf_example"]
+    empty = tf.train.Example().SerializeToString()
+    ids = retrieve(examples=tf.constant([empty]))["item_ids"].numpy()
+    assert ids.shape == (1, min(100, len(table_ids)))
+    assert set(map(str, ids[0])) <= set(table_ids)
