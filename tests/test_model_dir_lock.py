@@ -65,13 +65,10 @@ def test_second_train_eval_fails_at_once_and_a_dead_holder_is_replaced(
             time.sleep(0.5)
         second = run_cli("easymatch.train_eval", *args)
         assert second.returncode == 2, second.stderr
-        assert (
-            second.stderr.strip()
-            .splitlines()[-1]
-            .startswith(
-                f"easymatch: error: {model_dir}: in use by another training run "
-                f"(pid {first.pid} on host {socket.gethostname()}, started "
-            )
+        last_line = second.stderr.strip().splitlines()[-1]
+        assert last_line.startswith(
+            f"easymatch: error: {model_dir}: in use by another training "
+            f"run (pid {first.pid} on host {socket.gethostname()}, started "
         )
         assert first.poll() is None
     finally:

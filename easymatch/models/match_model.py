@@ -49,6 +49,10 @@ from easymatch.retrieval.similarity import (
 )
 from easymatch.retrieval.train_metric import DecayedMetric
 
+# Reserved keys of train_step's logs, read by the training loop.
+FINITE = "__finite__"
+LOSS_TERMS = "__loss_terms__"
+
 
 class MatchModel(keras.Model):
     """Base class; subclasses implement `tower_outputs`.
@@ -115,6 +119,7 @@ class MatchModel(keras.Model):
             )
         ]
         self.sparse_optimizer: keras.optimizers.Optimizer | None = None
+        self._float_inputs: tuple[str, ...] = ()
 
     # -- what subclasses provide -------------------------------------------
     def tower_outputs(
@@ -276,6 +281,9 @@ class MatchModel(keras.Model):
             dense = sparse + dense
             sparse = []
         gradients = self._clip(tape.gradient(loss, sparse + dense))
+        checks = self._finite_checks(
+            cross_entropy, outputs["regularization_loss"], gradients, features
+        )
         if sparse:
             self.sparse_optimizer.apply(gradients[: len(sparse)], sparse)
         self.optimizer.apply(gradients[len(sparse) :], dense)
@@ -284,7 +292,58 @@ class MatchModel(keras.Model):
         )
         for metric in self.train_recall_metrics:
             metric.update_state(targets, outputs["similarity"])
-        return self._results([self.loss_tracker, *self.train_recall_metrics])
+        logs = self._results([self.loss_tracker, *self.train_recall_metrics])
+        logs.update(checks)
+        return logs
+
+    def _finite_checks(
+        self,
+        cross_entropy: tf.Tensor,
+        regularization: tf.Tensor,
+        gradients: list,
+        features: dict[str, tf.Tensor],
+    ) -> dict[str, tf.Tensor]:
+        """This step's loss terms and, in `finite_check_names` order,
+        whether each loss term, gradient and float input is finite.
+
+        The loop stops at the first step where one is not (before any
+        checkpoint of its weights), and names it.
+        """
+        self._float_inputs = tuple(
+            sorted(
+                key
+                for key, value in features.items()
+                if value.dtype.is_floating
+            )
+        )
+        tensors = [cross_entropy, regularization]
+        tensors += [
+            g.values if isinstance(g, tf.IndexedSlices) else g
+            for g in gradients
+        ]
+        tensors += [features[key] for key in self._float_inputs]
+        flags = [
+            tf.constant(True)
+            if t is None  # a variable this batch did not reach
+            else tf.reduce_all(tf.math.is_finite(t))
+            for t in tensors
+        ]
+        return {
+            FINITE: tf.cast(tf.stack(flags), tf.int32),
+            LOSS_TERMS: tf.stack(
+                [
+                    tf.cast(cross_entropy, tf.float32),
+                    tf.cast(regularization, tf.float32),
+                ]
+            ),
+        }
+
+    def finite_check_names(self) -> list[str]:
+        """What each flag of a training step's FINITE log checks."""
+        sparse, dense = self.split_variables()
+        names = ["loss softmax_cross_entropy", "loss regularization"]
+        names += [f"gradient of {v.path}" for v in sparse + dense]
+        return names + [f'input feature "{key}"' for key in self._float_inputs]
 
     def _clip(self, gradients: list) -> list:
         """train_config.grad_clipping over all gradients, dense and sparse.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import keras
@@ -10,6 +11,8 @@ import tensorflow as tf
 
 from easymatch.errors import EasyMatchError
 from easymatch.models.match_model import MatchModel
+
+logger = logging.getLogger("easymatch")
 
 CHECKPOINT_NAME = "model.ckpt"
 TRAIN_EVAL_RESULT = "train_eval_result_v2.txt"
@@ -29,6 +32,10 @@ def variable_tree(layer: keras.layers.Layer) -> dict:
         for weight in layer.weights
         if id(weight) not in nested
     }
+    # Dropout's random streams: a resumed run draws the masks an
+    # uninterrupted one would.
+    for index, generator in enumerate(layer._seed_generators):
+        tree[f"seed_{index}"] = generator.state.value
     for index, child in enumerate(layer._layers):
         tree[f"{index}_{type(child).__name__}"] = variable_tree(child)
     return tree
@@ -86,6 +93,50 @@ def restore(
         raise EasyMatchError(
             f"{path}: checkpoint does not match the model: {first_line}"
         ) from None
+
+
+def unreadable(path: str) -> str | None:
+    """Why the checkpoint at `path` cannot be read whole, or None.
+
+    Reads every tensor: a truncated data file fails only on the tensors
+    past its end.
+    """
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as error:  # noqa: BLE001 - any failure is the reason
+        lines = str(error).strip().splitlines()
+        return lines[0] if lines else type(error).__name__
+    return None
+
+
+def latest_readable(manager: tf.train.CheckpointManager) -> str | None:
+    """The newest of the manager's checkpoints that reads whole, or None
+    if it has none; each unreadable newer one is named in a warning.
+    If it has some but none reads, that is an EasyMatchError."""
+    candidates = list(reversed(manager.checkpoints))
+    if not candidates and manager.latest_checkpoint:
+        candidates = [manager.latest_checkpoint]
+    problems = []
+    for index, path in enumerate(candidates):
+        reason = unreadable(path)
+        if reason is None:
+            return path
+        problems.append(f"{os.path.basename(path)}: {reason}")
+        if index + 1 < len(candidates):
+            logger.warning(
+                "%s: unreadable (%s); using %s",
+                path,
+                reason,
+                candidates[index + 1],
+            )
+    if problems:
+        raise EasyMatchError(
+            f"{manager.directory}: no readable checkpoint "
+            f"({'; '.join(problems)})"
+        )
+    return None
 
 
 def checkpoint_step(path: str) -> int:

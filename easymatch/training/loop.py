@@ -32,6 +32,7 @@ from easymatch.models.match_model import MatchModel
 from easymatch.training import checkpoints
 from easymatch.training.evaluate import Evaluator
 from easymatch.training.model_dir_lock import ModelDirLock
+from easymatch.training.non_finite import all_finite, check_finite, split_logs
 from easymatch.training.optimizers import build_optimizer
 from easymatch.training.sparse_optimizers import build_sparse_optimizer
 
@@ -93,7 +94,8 @@ def sample_features(
 
 def make_train_steps(model: MatchModel, strategy: tf.distribute.Strategy):
     """`train_steps(iterator, count)`: up to `count` training steps in one
-    call; returns (steps run, the last step's per-replica logs).
+    call; returns (steps run, the last step's per-replica logs). A call
+    ends early after a step that was not finite (non_finite.py).
 
     Taking the iterator (not a batch) traces once: every batch's padded
     sequence widths differ, but the iterator's type does not. `count` is a
@@ -105,6 +107,9 @@ def make_train_steps(model: MatchModel, strategy: tf.distribute.Strategy):
         logs = strategy.run(model.train_step, args=(next(iterator),))
         done = tf.constant(1)
         for _ in tf.range(count - 1):
+            # A non-finite step ends the call; the loop stops there.
+            if not all_finite(logs, strategy):
+                break
             batch = iterator.get_next_as_optional()
             if not batch.has_value():
                 break
@@ -135,20 +140,22 @@ def restore_or_initialize(
     *,
     fine_tune_checkpoint: str,
     ignore_restore_optimizer: bool,
-) -> None:
-    if manager.latest_checkpoint:
-        logger.info("resuming from %s", manager.latest_checkpoint)
+) -> int | None:
+    """Restores the latest readable checkpoint; returns its step."""
+    latest = checkpoints.latest_readable(manager)
+    if latest:
+        logger.info("resuming from %s", latest)
         checkpoints.restore(
-            model,
-            manager.latest_checkpoint,
-            with_optimizers=not ignore_restore_optimizer,
+            model, latest, with_optimizers=not ignore_restore_optimizer
         )
+        step = checkpoints.checkpoint_step(latest)
         if ignore_restore_optimizer:
-            step = checkpoints.checkpoint_step(manager.latest_checkpoint)
             model.optimizer.iterations.assign(step)
-    elif fine_tune_checkpoint:
+        return step
+    if fine_tune_checkpoint:
         logger.info("initializing from %s", fine_tune_checkpoint)
         checkpoints.restore(model, fine_tune_checkpoint, with_optimizers=False)
+    return None
 
 
 def train_and_evaluate(
@@ -200,7 +207,7 @@ def _train_and_evaluate(
         model_dir,
         config.train_config.keep_checkpoint_max,
     )
-    restore_or_initialize(
+    saved_step = restore_or_initialize(
         model,
         manager,
         fine_tune_checkpoint=config.train_config.fine_tune_checkpoint,
@@ -264,8 +271,9 @@ def _train_and_evaluate(
     tick, tick_step = time.perf_counter(), step
 
     def run_evaluation() -> None:
-        nonlocal metrics
+        nonlocal metrics, saved_step
         manager.save(checkpoint_number=step)
+        saved_step = step
         if not config.eval_input_path:
             return
         metrics = evaluator(config.eval_input_path)
@@ -300,6 +308,8 @@ def _train_and_evaluate(
         except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
             raise_tf_error(e, config.train_input_path)
         step += int(done)
+        logs, finite, loss_terms = split_logs(logs, strategy)
+        check_finite(model, finite, loss_terms, step, saved_step)
         progress.update(step)
         if step % log_every == 0 or step == last_step:
             values = {
@@ -328,9 +338,7 @@ def _train_and_evaluate(
                 metric.reset_state()
         if step % interval == 0 and step < last_step:
             run_evaluation()
-    if manager.latest_checkpoint is None or (
-        checkpoints.checkpoint_step(manager.latest_checkpoint) != step
-    ):
+    if saved_step != step:
         run_evaluation()
     elif config.eval_input_path:
         metrics = evaluator(config.eval_input_path)
