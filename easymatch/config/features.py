@@ -30,8 +30,12 @@ class FeatureInfo:
     # "user" or "item"
     side: str
     input_columns: tuple[str, ...]
-    # The IdFeature or RawFeature message.
-    proto: feature_pb2.IdFeature | feature_pb2.RawFeature = field(repr=False)
+    # The IdFeature, RawFeature or TokenizeFeature message.
+    proto: (
+        feature_pb2.IdFeature
+        | feature_pb2.RawFeature
+        | feature_pb2.TokenizeFeature
+    ) = field(repr=False)
     # Config path of `proto`, e.g. "feature_configs[3].id_feature".
     path: str
     is_sequence: bool = False

@@ -58,16 +58,8 @@ def _build(info: FeatureInfo, fg_encoded: bool, separator: str | None):
 
 
 def _id_feature(info: FeatureInfo, fg_encoded: bool, separator: str | None):
+    # init_fn and trainable are refused at load (config/field_classes.py).
     proto = info.proto
-    if proto.HasField("init_fn") and proto.init_fn:
-        raise ConfigError(
-            f"{info.path}.init_fn: not supported yet (feature {info.name!r})"
-        )
-    if proto.HasField("trainable") and not proto.trainable:
-        raise ConfigError(
-            f"{info.path}.trainable: frozen tables are not supported yet "
-            f"(feature {info.name!r})"
-        )
     kwargs = dict(
         side=info.side,
         embedding_name=proto.embedding_name or f"{info.name}_emb",
