@@ -15,7 +15,8 @@ from easymatch.errors import EasyMatchError
 from easymatch.training.loop import train_and_evaluate
 
 
-def train(data, model_dir, num_steps: int) -> None:
+def train(data, model_dir, num_steps: int, **extra) -> None:
+    """The demo config for `num_steps`, saving every 4, no evaluation."""
     edits = demo_edits(
         data,
         model_dir,
@@ -23,6 +24,7 @@ def train(data, model_dir, num_steps: int) -> None:
             "train_config.num_steps": num_steps,
             "train_config.save_checkpoints_steps": 4,
             "eval_input_path": "",
+            **extra,
         },
     )
     train_and_evaluate(load_pipeline_config(str(DEMO_CONFIG), edits))
@@ -33,6 +35,7 @@ def truncate(prefix) -> None:
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
 
 
+@pytest.mark.slow
 def test_truncated_latest_falls_back_to_the_previous(
     taobao_data, tmp_path, caplog
 ):

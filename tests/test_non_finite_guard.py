@@ -11,27 +11,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
-from conftest import DEMO_CONFIG, demo_edits
+import test_damaged_checkpoints as damaged
 
-from easymatch.config import load_pipeline_config
-from easymatch.training.loop import train_and_evaluate
 from easymatch.training.non_finite import NonFiniteError
 
 
 def train(data, model_dir, num_steps: int, **extra) -> None:
-    edits = demo_edits(
+    damaged.train(
         data,
         model_dir,
+        num_steps,
         **{
-            "train_config.num_steps": num_steps,
-            "train_config.save_checkpoints_steps": 4,
-            "eval_input_path": "",
             "data_config.shuffle": False,
             "data_config.sample_weight_fields": ["sample_weight"],
             **extra,
         },
     )
-    train_and_evaluate(load_pipeline_config(str(DEMO_CONFIG), edits))
 
 
 @pytest.mark.slow
