@@ -9,23 +9,20 @@ from easymatch import cli
 
 
 def main(args) -> None:
-    import tensorflow as tf
-
-    from easymatch.features.builder import build_feature_set
-    from easymatch.training import checkpoints
+    from easymatch import checkpoint as checkpoints
+    from easymatch.run_context import RunContext
     from easymatch.training.evaluate import Evaluator
-    from easymatch.training.loop import create_model
 
     config = cli.load_config(args, eval_input_path=args.eval_input_path)
     checkpoint = checkpoints.resolve_checkpoint(
         args.checkpoint_path or config.model_dir
     )
-    strategy = tf.distribute.get_strategy()
-    feature_set = build_feature_set(config)
-    model = create_model(config, feature_set, strategy)
+    # Reads the eval input and the sampler tables only: the model is
+    # built from the config.
+    run = RunContext(config)
+    model = run.create_model()
     checkpoints.restore(model, checkpoint, with_optimizers=False)
-    evaluator = Evaluator(model, config, feature_set, strategy)
-    metrics = evaluator(config.eval_input_path)
+    metrics = Evaluator(model, run)(config.eval_input_path)
     result = {"global_step": checkpoints.checkpoint_step(checkpoint)}
     result.update(metrics)
     path = os.path.join(config.model_dir, args.eval_result_filename)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from conftest import DEMO_CONFIG, demo_edits
 from tensorflow_serving.apis import prediction_log_pb2
 
+from easymatch import checkpoint as checkpoints
 from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import make_reader
 from easymatch.errors import EasyMatchError
@@ -30,7 +31,6 @@ from easymatch.features import FeatureSet
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
-from easymatch.training import checkpoints
 
 ROWS = 16
 

@@ -9,13 +9,13 @@ import tensorflow as tf
 from conftest import ROOT, run_cli
 from test_models_dssm import FEATURES, GROUPS, padded, t4_sampler_batch
 
+from easymatch.checkpoint import variable_tree
 from easymatch.config import load_pipeline_config
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.dssm import DSSM
 from easymatch.models.dssm_v2 import DSSMV2
 from easymatch.models.registry import model_class
-from easymatch.training.checkpoints import variable_tree
 
 TAOBAO_V2 = str(ROOT / "samples" / "dssm_v2_taobao.config")
 

@@ -38,13 +38,11 @@ from gen_planted_data import (  # noqa: E402
     true_scores,
 )
 
+from easymatch import checkpoint as checkpoints  # noqa: E402
 from easymatch.config import load_pipeline_config  # noqa: E402
 from easymatch.features.builder import build_feature_set  # noqa: E402
-from easymatch.training import checkpoints  # noqa: E402
-from easymatch.training.loop import (  # noqa: E402
-    create_model,
-    train_and_evaluate,
-)
+from easymatch.run_context import create_model  # noqa: E402
+from easymatch.training.loop import train_and_evaluate  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "samples", "dssm_planted.config")
 TOP_KS = (10, 50, 100)

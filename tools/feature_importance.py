@@ -24,10 +24,10 @@ def feature_importance(
     model_dir: str, checkpoint_path: str | None = None
 ) -> dict[str, list[tuple[str, float]]]:
     """Tower → [(feature, keep probability)], most important first."""
+    from easymatch import checkpoint as checkpoints
     from easymatch.config import load_pipeline_config
     from easymatch.features.builder import build_feature_set
     from easymatch.models.builder import build_model
-    from easymatch.training import checkpoints
 
     config = load_pipeline_config(os.path.join(model_dir, "pipeline.config"))
     if not config.model_config.HasField("variational_dropout"):

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import tensorflow as tf
 
+from easymatch import checkpoint as checkpoints
 from easymatch.export.export_model import export
 from easymatch.features.builder import build_feature_set
-from easymatch.training import checkpoints
-from easymatch.training.loop import create_model
+from easymatch.run_context import create_model
 
 
 def fresh_export(config, work: str) -> tuple[dict[str, str], float]:

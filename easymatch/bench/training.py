@@ -13,7 +13,8 @@ from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import batch_transform, make_dataset, make_reader
 from easymatch.features.builder import build_feature_set
 from easymatch.models.dssm import DSSM
-from easymatch.training.loop import create_model, make_train_steps
+from easymatch.run_context import create_model
+from easymatch.training.loop import make_train_steps
 from easymatch.training.sparse_optimizers import RowSparseAdagrad
 
 

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from easymatch import checkpoint as checkpoints
 from easymatch.config import save_pipeline_config
 from easymatch.errors import DataError, EasyMatchError
 from easymatch.export.atomic import atomic_directory
@@ -31,6 +32,7 @@ from easymatch.export.index_tuning import (
     check_target_recall,
     tune_index,
 )
+from easymatch.export.input_schema import sample_batch, training_types
 from easymatch.export.inputs import (
     arrow_types,
     make_table_reader,
@@ -58,14 +60,11 @@ from easymatch.models.builder import build_model, group_kwargs
 from easymatch.models.dssm import group_feature_names
 from easymatch.models.match_model import MatchModel
 from easymatch.protos import simi_pb2
-from easymatch.training import checkpoints
 
 logger = logging.getLogger("easymatch")
 
 PIPELINE_CONFIG = "pipeline.config"
 ITEM_INDEX = "item_index"
-# Rows read for the warmup records (the first complete ones are used).
-WARMUP_READ_ROWS = 64
 INDEX_BATCH_SIZE = 1024
 
 
@@ -132,13 +131,13 @@ def write_towers(
     the retrieval model) into `directory`.
 
     Returns name → path. Input dtypes come from the training data's
-    schema; the warmup rows from the training data, or for the item tower
-    from `item_input_path` when given. `top_k` and `target_recall`
-    override export_config's retrieval_top_k and index_target_recall.
+    schema, the warmup rows from its first rows (both as recorded in
+    model_dir, see input_schema.py), or for the item tower from
+    `item_input_path` when given. `top_k` and `target_recall` override
+    export_config's retrieval_top_k and index_target_recall.
     """
     feature_set = build_feature_set(config)
-    data = config.data_config
-    types = arrow_types(config.train_input_path, data)
+    types = training_types(config)
     paths = {}
     for side in SIDES:
         features = tower_features(config, feature_set, side)
@@ -148,19 +147,12 @@ def write_towers(
         save_pipeline_config(config, os.path.join(path, PIPELINE_CONFIG))
         for asset in asset_files:
             shutil.copy(asset, path)
-        rows_path = (item_input_path if side == "item" else None) or (
-            config.train_input_path
-        )
-        reader = make_table_reader(
-            data, rows_path, reader_kinds(dtypes), WARMUP_READ_ROWS
-        )
-        first = next(signature_batches(reader, dtypes), None)
-        if first is None:
-            raise DataError(f"{rows_path}: no rows for the warmup requests")
-        write_warmup(path, first[0])
+        rows_path = item_input_path if side == "item" else None
+        rows = sample_batch(config, dtypes, rows_path)
+        write_warmup(path, rows)
         paths[side] = path
         if side == "user":
-            user = (features, dtypes, first[0])
+            user = (features, dtypes, rows)
     with tempfile.TemporaryDirectory() as scratch:
         corpus = item_input_path or write_sampler_corpus(config, scratch)
         if corpus is None:

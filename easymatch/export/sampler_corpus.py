@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from easymatch.data.samplers.tables import read_item_table
-from easymatch.export.inputs import arrow_types
+from easymatch.export.input_schema import training_types
 
 
 def sampler_item_table(config) -> str | None:
@@ -31,7 +31,8 @@ def sampler_item_table(config) -> str | None:
 def write_sampler_corpus(config, directory: str) -> str | None:
     """Writes the item table's attrs as typed columns to a Parquet file.
 
-    Columns take the training data's Arrow types, so the exported item
+    Columns take the training data's Arrow types (as recorded in
+    model_dir), so the exported item
     tower receives what it was traced for. Returns the file, or None.
     """
     path = sampler_item_table(config)
@@ -45,7 +46,7 @@ def write_sampler_corpus(config, directory: str) -> str | None:
     items = read_item_table(
         path, list(sampler.attr_fields), sampler.attr_delimiter, delimiter
     )
-    types = arrow_types(config.train_input_path, data)
+    types = training_types(config)
     columns = {
         name: _typed(items.attrs[name].values, types.get(name))
         for name in sampler.attr_fields

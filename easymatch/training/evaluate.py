@@ -6,59 +6,40 @@ import logging
 
 import tensorflow as tf
 
-from easymatch.data.dataset import (
-    Negatives,
-    batch_transform,
-    build_negatives,
-    make_dataset,
-    make_reader,
-)
+from easymatch.data.dataset import make_dataset
 from easymatch.errors import DataError, raise_tf_error
-from easymatch.features import FeatureSet
 from easymatch.models.match_model import MatchModel
+from easymatch.run_context import RunContext
 
 logger = logging.getLogger("easymatch.eval")
 
 
-def eval_distributed_dataset(
-    config,
-    feature_set: FeatureSet,
-    strategy: tf.distribute.Strategy,
-    input_path: str,
-    negatives: Negatives | None = None,
-):
+def eval_distributed_dataset(run: RunContext, input_path: str):
     """Eval batches; every evaluation draws the same negatives."""
-    transform = batch_transform(config, feature_set)
+    negatives = run.negatives(training=False)
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
-        reader = make_reader(config, feature_set, input_path, training=False)
         return make_dataset(
-            reader,
-            transform,
+            run.reader(input_path, training=False),
+            run.transform,
             num_epochs=1,
             input_context=context,
             negatives=negatives,
         )
 
-    return strategy.distribute_datasets_from_function(dataset_fn)
+    return run.strategy.distribute_datasets_from_function(dataset_fn)
 
 
 class Evaluator:
-    """Evaluates a model repeatedly, tracing its test step only once."""
+    """Evaluates a model repeatedly, tracing its test step only once.
 
-    def __init__(
-        self,
-        model: MatchModel,
-        config,
-        feature_set: FeatureSet,
-        strategy: tf.distribute.Strategy,
-    ) -> None:
+    Uses the run's eval sampler: num_eval_sample when set (SPEC §3.8).
+    """
+
+    def __init__(self, model: MatchModel, run: RunContext) -> None:
         self.model = model
-        self.config = config
-        self.feature_set = feature_set
-        self.strategy = strategy
-        # num_eval_sample when set (SPEC §3.8); tables are read once.
-        self.negatives = build_negatives(config, feature_set, training=False)
+        self.run = run
+        strategy = run.strategy
 
         @tf.function
         def test_step(iterator):
@@ -68,14 +49,8 @@ class Evaluator:
 
     def __call__(self, input_path: str) -> dict[str, float]:
         """Metrics over the input (eval_config.num_steps batches if set)."""
-        dataset = eval_distributed_dataset(
-            self.config,
-            self.feature_set,
-            self.strategy,
-            input_path,
-            self.negatives,
-        )
-        max_steps = self.config.eval_config.num_steps or None
+        dataset = eval_distributed_dataset(self.run, input_path)
+        max_steps = self.run.config.eval_config.num_steps or None
         for metric in self.model.metrics:
             metric.reset_state()
         logs: dict = {}
@@ -96,6 +71,6 @@ class Evaluator:
         if not logs:
             raise DataError(f"{input_path}: the eval input has no rows")
         return {
-            name: float(self.strategy.experimental_local_results(value)[0])
+            name: float(self.run.strategy.experimental_local_results(value)[0])
             for name, value in logs.items()
         }

@@ -1,50 +1,28 @@
-"""Checkpoint layout in model_dir, restore rules and the eval result log."""
+"""Checkpoint layout in model_dir and its restore rules."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import keras
 import tensorflow as tf
 
+from easymatch.checkpoint.variables import variable_tree
 from easymatch.errors import EasyMatchError
-from easymatch.models.match_model import MatchModel
 
 logger = logging.getLogger("easymatch")
 
 CHECKPOINT_NAME = "model.ckpt"
-TRAIN_EVAL_RESULT = "train_eval_result_v2.txt"
-
-
-def variable_tree(layer: keras.layers.Layer) -> dict:
-    """The layer's variables as nested dicts keyed by structure.
-
-    tf.train.Checkpoint does not see variables or layers that Keras 3 keeps
-    in lists and dicts, and Keras' own variable paths carry per-process
-    name counters ("dense_3"). Sub-layer position and class are stable for
-    a given config, so a checkpoint restores in any process.
-    """
-    nested = {id(w) for child in layer._layers for w in child.weights}
-    tree: dict = {
-        f"v_{weight.name}": weight.value
-        for weight in layer.weights
-        if id(weight) not in nested
-    }
-    # Dropout's random streams: a resumed run draws the masks an
-    # uninterrupted one would.
-    for index, generator in enumerate(layer._seed_generators):
-        tree[f"seed_{index}"] = generator.state.value
-    for index, child in enumerate(layer._layers):
-        tree[f"{index}_{type(child).__name__}"] = variable_tree(child)
-    return tree
 
 
 def make_checkpoint(
-    model: MatchModel, *, with_optimizers: bool = True
+    model: keras.Model, *, with_optimizers: bool = True
 ) -> tf.train.Checkpoint:
-    """Model and both optimizers; the step is the dense optimizer's."""
+    """Model and both optimizers; the step is the dense optimizer's.
+
+    `model` is a MatchModel (compiled, for `with_optimizers`).
+    """
     optimizers = {}
     if with_optimizers:
         optimizers["dense_optimizer"] = model.optimizer
@@ -79,7 +57,7 @@ def resolve_checkpoint(path: str) -> str:
 
 
 def restore(
-    model: MatchModel, path: str, *, with_optimizers: bool = True
+    model: keras.Model, path: str, *, with_optimizers: bool = True
 ) -> None:
     """Restores weights (and optimizer slots and step unless told not to)."""
     path = resolve_checkpoint(path)
@@ -144,15 +122,6 @@ def checkpoint_step(path: str) -> int:
     return int(os.path.basename(path).rsplit("-", 1)[-1])
 
 
-def append_eval_result(model_dir: str, step: int, metrics: dict) -> None:
-    record = {"global_step": step, **metrics}
-    with open(os.path.join(model_dir, TRAIN_EVAL_RESULT), "a") as handle:
-        handle.write(json.dumps(record, sort_keys=True) + "\n")
-
-
-def read_eval_results(model_dir: str) -> list[dict]:
-    path = os.path.join(model_dir, TRAIN_EVAL_RESULT)
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+def checkpoint_path(model_dir: str, step: int) -> str:
+    """The prefix of the checkpoint saved at `step` in model_dir."""
+    return os.path.join(model_dir, f"{CHECKPOINT_NAME}-{step}")

@@ -1,0 +1,102 @@
+"""One run's shared pieces, built once: config, features, samplers, readers.
+
+The trainer, the evaluator, the `eval` CLI and the exporter take a
+RunContext instead of each rebuilding the feature set and the samplers
+from the config. Models are built from the config alone (every variable's
+shape is known from it), so evaluation and export read no training data.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import tensorflow as tf
+
+from easymatch.data.dataset import (
+    Negatives,
+    batch_transform,
+    build_negatives,
+    make_reader,
+)
+from easymatch.data.item_counts import load_or_count
+from easymatch.data.reader import TableReader
+from easymatch.features import FeatureSet
+from easymatch.features.builder import build_feature_set
+from easymatch.models.builder import build_model
+from easymatch.models.match_model import MatchModel
+from easymatch.training.optimizers import build_optimizer
+from easymatch.training.sparse_optimizers import build_sparse_optimizer
+
+
+class RunContext:
+    """What a train, eval or export run derives from its config, once."""
+
+    def __init__(
+        self,
+        config,
+        *,
+        strategy: tf.distribute.Strategy | None = None,
+        feature_set: FeatureSet | None = None,
+    ) -> None:
+        self.config = config
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.feature_set = feature_set or build_feature_set(config)
+        self._negatives: dict[bool, Negatives | None] = {}
+
+    @functools.cached_property
+    def transform(self):
+        """Raw columns → (features, label, sample_weight), one batch."""
+        return batch_transform(self.config, self.feature_set)
+
+    def negatives(self, *, training: bool) -> Negatives | None:
+        """The train or eval sampler (its tables read once), or None."""
+        if training not in self._negatives:
+            self._negatives[training] = build_negatives(
+                self.config, self.feature_set, training=training
+            )
+        return self._negatives[training]
+
+    def reader(
+        self,
+        input_path: str,
+        *,
+        training: bool,
+        batch_size: int | None = None,
+    ) -> TableReader:
+        return make_reader(
+            self.config,
+            self.feature_set,
+            input_path,
+            training=training,
+            batch_size=batch_size,
+        )
+
+    def create_model(self) -> MatchModel:
+        """The model with its variables and optimizer slots, built under
+        the strategy without reading any data."""
+        return create_model(self.config, self.feature_set, self.strategy)
+
+
+def create_model(
+    config, feature_set: FeatureSet, strategy: tf.distribute.Strategy
+) -> MatchModel:
+    """Builds model, variables and optimizer slots under the strategy.
+
+    The model's layers create every variable when constructed: their
+    shapes follow from the config, not from a batch. logQ's exact item
+    counts come from model_dir (counted there on the first run).
+    """
+    train_config = config.train_config
+    item_counts = load_or_count(config, feature_set)
+    with strategy.scope():
+        model = build_model(config, feature_set, item_counts)
+        model.compile(
+            dense_optimizer=build_optimizer(
+                train_config.dense_optimizer, "train_config.dense_optimizer"
+            ),
+            sparse_optimizer=build_sparse_optimizer(
+                train_config.sparse_optimizer, "train_config.sparse_optimizer"
+            ),
+        )
+        model.build_optimizers()
+    return model
