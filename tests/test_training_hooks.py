@@ -52,7 +52,9 @@ def demo_config(data, model_dir, **edits):
 
 def test_loop_calls_stop_at_log_save_and_last_steps(taobao_data, tmp_path):
     """12 steps, 4 a call, logs every 5, saves every 5: calls end at
-    4, 5, 9, 10, 12; checkpoints (each evaluated) at 5, 10, 12."""
+    4, 5, 9, 10, 12; checkpoints (each evaluated) at 5, 10, 12. The
+    evaluation hook, listed before the recorder, evaluates (and so calls
+    every `after_evaluation`) in its own `on_checkpoint`."""
     config = demo_config(
         taobao_data,
         tmp_path / "model",
@@ -66,15 +68,15 @@ def test_loop_calls_stop_at_log_save_and_last_steps(taobao_data, tmp_path):
         ("begin", 0),
         ("steps", 4, None),
         ("steps", 5, "logs"),
-        ("checkpoint", 5),
         ("evaluation", 5),
+        ("checkpoint", 5),
         ("steps", 9, None),
         ("steps", 10, "logs"),
-        ("checkpoint", 10),
         ("evaluation", 10),
+        ("checkpoint", 10),
         ("steps", 12, "logs"),
-        ("checkpoint", 12),
         ("evaluation", 12),
+        ("checkpoint", 12),
         ("end", 12),
     ]
     assert chief_only.calls == recorder.calls
