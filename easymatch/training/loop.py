@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from easymatch.data.dataset import make_dataset
-from easymatch.errors import raise_tf_error
+from easymatch.errors import EasyMatchError, raise_tf_error
 from easymatch.models.match_model import MatchModel
 from easymatch.run_context import RunContext
 from easymatch.training.checkpoint_hooks import (
@@ -147,6 +147,10 @@ class Trainer:
         steps_per_epoch = run.reader(
             config.train_input_path, training=True
         ).num_batches()
+        if steps_per_epoch == 0:
+            raise EasyMatchError(
+                f"{config.train_input_path}: the training input has no rows"
+            )
         self.last_step = total_steps(config, steps_per_epoch)
         self.interval = save_interval(config, steps_per_epoch)
         self.log_every = max(config.train_config.log_step_count_steps, 1)
