@@ -17,13 +17,13 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from easymatch import checkpoint as checkpoints
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import export
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.serve.process import ServeProcess
 from easymatch.serve.servable import signature_defs
-from easymatch.training import checkpoints
 
 ROWS = 8
 NUMPY = {1: np.float32, 9: np.int64, 7: object}  # DataType → numpy

@@ -16,6 +16,7 @@ import tensorflow as tf
 from conftest import DEMO_CONFIG, demo_edits
 from tensorflow_serving.apis import prediction_log_pb2
 
+from easymatch import checkpoint as checkpoints
 from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import make_reader
 from easymatch.errors import ConfigError, DataError, EasyMatchError
@@ -32,7 +33,6 @@ from easymatch.export.scann_index import ItemIndex
 from easymatch.export.warmup import WARMUP_FILE
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
-from easymatch.training import checkpoints
 
 TOP_K = 20
 USERS = 16
