@@ -57,7 +57,7 @@ class Evaluator:
         iterator = iter(dataset)
         step = 0
         # TorchEasyRec logs eval progress every log_step_count_steps.
-        log_every = max(self.config.eval_config.log_step_count_steps, 1)
+        log_every = max(self.run.config.eval_config.log_step_count_steps, 1)
         try:
             while max_steps is None or step < max_steps:
                 logs = self._test_step(iterator)
