@@ -18,7 +18,7 @@ from easymatch.export.retrieval_model import RetrievalExport
 from easymatch.export.scann_index import build_index
 from easymatch.export.signatures import column_dtypes
 from easymatch.features.builder import build_feature_set
-from easymatch.training.loop import create_model
+from easymatch.run_context import create_model
 
 CLUSTERS = 1000
 
