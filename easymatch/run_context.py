@@ -45,7 +45,7 @@ class RunContext:
 
     @functools.cached_property
     def transform(self):
-        """Raw columns → (features, label, sample_weight), one batch."""
+        """Raw columns → (features, side_inputs, label, sample_weight)."""
         return batch_transform(self.config, self.feature_set)
 
     def negatives(self, *, training: bool) -> Negatives | None:

@@ -188,8 +188,8 @@ def test_warmup_requests_run(exported):
 
 
 def test_text_ids_and_k_capped_at_the_corpus(exported, tmp_path):
-    config, model = exported["config"], exported["model"]
-    features = tower_features(config, exported["features"], "user")
+    model = exported["model"]
+    features = tower_features(model, exported["features"], "user")
     dtypes = exported["user_runner"].dtypes
     items = np.random.default_rng(0).standard_normal((3, 32)).astype("f4")
     ids = np.array(["b", "a", "c"], dtype=object)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from easymatch.models.dssm import DSSM
+from easymatch.side_inputs import HARD_NEG_INDICES
 
 FEATURES = [
     {
@@ -80,9 +81,9 @@ def test_hard_negative_similarity_shape_matches_spec_t4():
         "int_u": tf.constant([[0.2], [0.3]]),
         "cat_i": padded([1, 2, 1, 3, 1, 1, 1]),
         "int_i": tf.constant([[0.2 + 0.1 * i] for i in range(7)]),
-        "hard_neg_indices": tf.constant([[0, 0], [1, 0], [1, 1]]),
     }
-    similarity = model(batch)["similarity"].numpy()
+    side = {HARD_NEG_INDICES: tf.constant([[0, 0], [1, 0], [1, 1]])}
+    similarity = model(batch, side)["similarity"].numpy()
     assert similarity.shape == (2, 5)
     assert similarity[0, 4] == pytest.approx(-1e32, rel=1e-6)
 
@@ -174,3 +175,9 @@ def test_save_and_reload_gives_identical_outputs(tmp_path):
         expected["similarity"].numpy(),
         rtol=1e-6,
     )
+
+
+def test_towers_name_the_features_they_read():
+    model = make_dssm()
+    assert model.tower_feature_names("user") == ["cat_u", "int_u"]
+    assert model.tower_feature_names("item") == ["cat_i", "int_i"]

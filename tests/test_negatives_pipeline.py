@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 from conftest import DEMO_CONFIG, ROOT, demo_edits
 
+from easymatch import side_inputs as keys
 from easymatch.config import load_pipeline_config
-from easymatch.data import samplers
 from easymatch.data.dataset import (
     batch_transform,
     build_negatives,
@@ -21,7 +21,6 @@ from easymatch.data.dataset import (
     make_reader,
 )
 from easymatch.features.builder import build_feature_set
-from easymatch.retrieval import negatives as keys
 
 SAMPLER_CONFIGS = [
     "dssm_mixed_negatives",
@@ -71,7 +70,7 @@ def first_batches(config, count: int, *, training=True, **kwargs) -> list:
         negatives=negatives,
         **kwargs,
     )
-    return [features for features, _, _ in dataset.take(count)]
+    return [(features, side) for features, side, _, _ in dataset.take(count)]
 
 
 OPTIONS = {
@@ -91,9 +90,17 @@ def test_batches_carry_negatives_and_loss_inputs(taobao_data, tmp_path):
     config = load_pipeline_config(
         sample_path("dssm_hard_negative_sampler_v2"), edits
     )
-    features = first_batches(config, 1)[0]
-    n_hard = int(tf.shape(features[keys.HARD_NEG_INDICES])[0])
-    assert features[keys.HARD_NEG_INDICES].dtype == tf.int64
+    features, side = first_batches(config, 1)[0]
+    # The loss inputs ride beside the features, not among them.
+    assert set(side) == {
+        keys.HARD_NEG_INDICES,
+        keys.ITEM_ID,
+        keys.NEG_ITEM_ID,
+        keys.NEG_LOG_Q,
+    }
+    assert not set(side) & set(features)
+    n_hard = int(tf.shape(side[keys.HARD_NEG_INDICES])[0])
+    assert side[keys.HARD_NEG_INDICES].dtype == tf.int64
     assert n_hard > 0
     assert features["user_id"].shape[0] == 32
     for name in ("adgroup_id", "cate_id", "price"):
@@ -102,12 +109,12 @@ def test_batches_carry_negatives_and_loss_inputs(taobao_data, tmp_path):
     train = pq.read_table(taobao_data / "train.parquet").slice(0, 32)
     positives = [str(v) for v in train.column("adgroup_id").to_pylist()]
     np.testing.assert_array_equal(
-        features[keys.ITEM_ID], hash_ids(tf.constant(positives))
+        side[keys.ITEM_ID], hash_ids(tf.constant(positives))
     )
     # Negative rows of the adgroup_id feature (num_buckets: the id) are the
     # items of __neg_item_id__, whose log q follows the table's weights.
     rows = features["adgroup_id"][32:, 0]
-    negative_ids = features[keys.NEG_ITEM_ID]
+    negative_ids = side[keys.NEG_ITEM_ID]
     assert negative_ids.dtype == tf.int64
     np.testing.assert_array_equal(
         negative_ids, hash_ids(tf.strings.as_string(rows))
@@ -118,7 +125,7 @@ def test_batches_carry_negatives_and_loss_inputs(taobao_data, tmp_path):
     weight = dict(zip(table[:, 0].astype(int), table[:, 1], strict=True))
     log_q = np.log([weight[i] for i in rows[:NUM_SAMPLE].numpy()])
     log_q -= np.log(table[:, 1].sum())
-    np.testing.assert_allclose(features[keys.NEG_LOG_Q], log_q, rtol=1e-5)
+    np.testing.assert_allclose(side[keys.NEG_LOG_Q], log_q, rtol=1e-5)
 
 
 def test_loss_inputs_only_for_the_options_that_read_them(taobao_data, tmp_path):
@@ -127,7 +134,7 @@ def test_loss_inputs_only_for_the_options_that_read_them(taobao_data, tmp_path):
         sample_path(name), sampler_edits(name, taobao_data, tmp_path)
     )
     # An eval batch: num_eval_sample negatives.
-    features = first_batches(config, 1, training=False)[0]
+    features, side = first_batches(config, 1, training=False)[0]
     loss_keys = {
         keys.HARD_NEG_INDICES,
         keys.ITEM_ID,
@@ -135,6 +142,7 @@ def test_loss_inputs_only_for_the_options_that_read_them(taobao_data, tmp_path):
         keys.NEG_LOG_Q,
     }
     assert not loss_keys & set(features)
+    assert side == {}
     assert features["brand"].shape[0] == 32 + NUM_SAMPLE // 2
     # In-batch logQ without a sampler reads item_id_field.
     edits = demo_edits(
@@ -146,9 +154,10 @@ def test_loss_inputs_only_for_the_options_that_read_them(taobao_data, tmp_path):
         },
     )
     config = load_pipeline_config(str(DEMO_CONFIG), edits)
-    features = first_batches(config, 1)[0]
-    assert loss_keys & set(features) == {keys.ITEM_ID}
-    assert features[keys.ITEM_ID].shape == [32]
+    features, side = first_batches(config, 1)[0]
+    assert not loss_keys & set(features)
+    assert set(side) == {keys.ITEM_ID}
+    assert side[keys.ITEM_ID].shape == [32]
 
 
 def test_resumed_stream_draws_the_same_negatives(taobao_data, tmp_path):
@@ -159,19 +168,16 @@ def test_resumed_stream_draws_the_same_negatives(taobao_data, tmp_path):
     straight = first_batches(config, 4)
     resumed = first_batches(config, 2, skip_batches=2, first_step=2)
     for one, two in zip(straight[2:], resumed, strict=True):
-        assert one.keys() == two.keys()
-        for key in one:
-            np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+        for part, other in zip(one, two, strict=True):
+            assert part.keys() == other.keys()
+            for key in part:
+                np.testing.assert_array_equal(
+                    part[key], other[key], err_msg=key
+                )
     # Each batch draws anew.
     assert not np.array_equal(
-        straight[0][keys.NEG_ITEM_ID], straight[1][keys.NEG_ITEM_ID]
+        straight[0][1][keys.NEG_ITEM_ID], straight[1][1][keys.NEG_ITEM_ID]
     )
-
-
-def test_sampler_keys_match_the_model_keys():
-    assert samplers.HARD_NEG_INDICES == keys.HARD_NEG_INDICES
-    assert samplers.NEG_ITEM_ID == keys.NEG_ITEM_ID
-    assert samplers.NEG_LOG_Q == keys.NEG_LOG_Q
 
 
 def test_sampler_values_of_an_integer_column_are_still_split(

@@ -20,8 +20,8 @@ from easymatch.retrieval.candidate_probability import (
     build_candidate_probability,
 )
 from easymatch.retrieval.frequency import FrequencyEstimator
-from easymatch.retrieval.negatives import ITEM_ID
 from easymatch.run_context import create_model
+from easymatch.side_inputs import ITEM_ID
 
 # With 16 buckets, hash 0 reads id bits 0-3 and hash 1 bits 4-7.
 A = 1 | 1 << 4

@@ -15,10 +15,6 @@ from test_models_dssm import make_dssm
 from easymatch.models.dssm import DSSM
 from easymatch.models.match_model import MatchModel
 from easymatch.retrieval.negatives import (
-    HARD_NEG_INDICES,
-    ITEM_ID,
-    NEG_ITEM_ID,
-    NEG_LOG_Q,
     candidate_item_ids,
     candidate_log_q,
 )
@@ -27,6 +23,12 @@ from easymatch.retrieval.similarity import (
     MASKED_LOGIT,
     MIXED,
     SAMPLED,
+)
+from easymatch.side_inputs import (
+    HARD_NEG_INDICES,
+    ITEM_ID,
+    NEG_ITEM_ID,
+    NEG_LOG_Q,
 )
 
 
@@ -51,15 +53,17 @@ def model(**kwargs) -> FixedTowers:
     return built
 
 
-def batch(u, v, **extra) -> dict[str, tf.Tensor]:
+def batch(u, v, **extra) -> tuple[dict, dict]:
+    """(features, side_inputs): the towers' inputs, then the loss's."""
     features = {
         "u": tf.constant(u, tf.float32),
         "v": tf.constant(v, tf.float32),
     }
+    side = {}
     for key, value in extra.items():
         dtype = tf.float32 if key == NEG_LOG_Q else tf.int64
-        features[key] = tf.constant(value, dtype)
-    return features
+        side[key] = tf.constant(value, dtype)
+    return features, side
 
 
 def ce(logits: np.ndarray, targets) -> float:
@@ -81,12 +85,12 @@ T2_U, T2_V = [[0.2], [0.3]], [[0.2], [0.3], [0.4]]
 )
 def test_spec_t2_through_the_model(in_batch, similarity, loss, recall):
     net = model(in_batch_negative=in_batch)
-    features = batch(T2_U, T2_V)
-    outputs = net(features)
+    inputs = batch(T2_U, T2_V)
+    outputs = net(*inputs)
     np.testing.assert_allclose(outputs["similarity"], similarity, atol=1e-6)
     np.testing.assert_array_equal(outputs["logits"], outputs["similarity"])
     ones = tf.ones([2])
-    logs = net.test_step((features, ones, ones))
+    logs = net.test_step((*inputs, ones, ones))
     assert float(logs["softmax_cross_entropy"]) == pytest.approx(loss, 1e-4)
     assert float(logs["recall@2"]) == pytest.approx(recall)
 
@@ -99,7 +103,7 @@ Q = np.array([0.5, 0.25, 0.25], np.float32)
 
 def test_sampler_mode_logq_leaves_the_positive_uncorrected():
     net = model(temperature=0.5, logq_correction=True)
-    outputs = net(batch(U, V, **{NEG_LOG_Q: np.log(Q)}))
+    outputs = net(*batch(U, V, **{NEG_LOG_Q: np.log(Q)}))
     # sim/T = [[1, 2, 1, -1], [1, 4, 2, -2]] / 0.5; log(N q) = log(3 q).
     similarity = [[2.0, 4.0, 2.0, -2.0], [2.0, 8.0, 4.0, -4.0]]
     np.testing.assert_allclose(outputs["similarity"], similarity, 1e-6)
@@ -116,21 +120,21 @@ def test_sampler_mode_logq_leaves_the_positive_uncorrected():
 def test_mixed_negatives_one_softmax_over_batch_and_sampled():
     net = model(mixed_negatives=True, logq_correction=True)
     ids = [7 | 7 << 20, 9 | 9 << 20]
-    features = batch(U, V, **{NEG_LOG_Q: np.log(Q), ITEM_ID: ids})
+    inputs = batch(U, V, **{NEG_LOG_Q: np.log(Q), ITEM_ID: ids})
     ones = tf.ones([2])
-    net.train_step((features, ones, ones))
-    net.train_step((features, ones, ones))
+    net.train_step((*inputs, ones, ones))
+    net.train_step((*inputs, ones, ones))
     # Both items were in both batches: estimated in every batch, log p = 0.
     np.testing.assert_allclose(
         net.frequency_estimator.log_probability(tf.constant(ids)), [0, 0]
     )
-    outputs = net(features)
+    outputs = net(*inputs)
     # u·vᵀ over the 2 positives and 3 sampled rows; targets arange(B).
     similarity = np.array([[1, 0.5, 2, 1, -1], [2, 1, 4, 2, -2]], np.float32)
     np.testing.assert_allclose(outputs["similarity"], similarity)
     expected = similarity - [0, 0, np.log(1.5), np.log(0.75), np.log(0.75)]
     np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-6)
-    logs = net.test_step((features, ones, ones))
+    logs = net.test_step((*inputs, ones, ones))
     assert float(logs["softmax_cross_entropy"]) == pytest.approx(
         ce(expected, [0, 1]), rel=1e-5
     )
@@ -142,42 +146,42 @@ def test_accidental_hits_are_masked_in_every_mode():
     masked = np.float32(MASKED_LOGIT)
 
     in_batch = model(in_batch_negative=True, remove_accidental_hits=True)
-    out = in_batch(batch(U, V, **extra))["similarity"].numpy()
+    out = in_batch(*batch(U, V, **extra))["similarity"].numpy()
     # Row 0 (item 5): column 4 is item 5; row 1 (item 6): column 2.
     np.testing.assert_array_equal(
         out, np.float32([[1, 0.5, 2, 1, masked], [2, 1, masked, 2, -2]])
     )
     sampled = model(remove_accidental_hits=True)
-    out = sampled(batch(U, V, **extra))["logits"].numpy()
+    out = sampled(*batch(U, V, **extra))["logits"].numpy()
     # [pos | 6, 8, 5]: column 0 is each row's positive, never masked.
     np.testing.assert_array_equal(out, [[1, 2, 1, masked], [1, masked, 2, -2]])
     mixed = model(mixed_negatives=True, remove_accidental_hits=True)
-    out = mixed(batch(U, V, **extra))["similarity"].numpy()
+    out = mixed(*batch(U, V, **extra))["similarity"].numpy()
     np.testing.assert_array_equal(
         out, np.float32([[1, 0.5, 2, 1, masked], [2, 1, masked, 2, -2]])
     )
     # The hard block is appended after masking, unmasked: row 0's hard
     # negative is its own positive's item, as the edge table says.
     hard = {ITEM_ID: [5, 6], NEG_ITEM_ID: [6, 8, 5], HARD_NEG_INDICES: [[0, 0]]}
-    out = sampled(batch(U, V[:4] + [[3.0]], **hard))["similarity"].numpy()
+    out = sampled(*batch(U, V[:4] + [[3.0]], **hard))["similarity"].numpy()
     np.testing.assert_array_equal(out, [[1, 2, 1, 3], [1, masked, 2, masked]])
 
 
 def test_hard_block_gets_temperature_but_no_logq():
     net = model(temperature=0.5, logq_correction=True)
-    features = batch(
+    inputs = batch(
         U,
         V + [[4.0]],
         **{NEG_LOG_Q: np.log(Q), HARD_NEG_INDICES: [[1, 1]]},
     )
-    outputs = net(features)
+    outputs = net(*inputs)
     # K = 2 slots; only user 1's slot 1 holds an item: u1·v = 2·4.
     masked = MASKED_LOGIT
     hard = np.array([[masked, masked], [masked, 8.0]]) / 0.5
     np.testing.assert_allclose(outputs["logits"][:, 4:], hard, rtol=1e-6)
     np.testing.assert_allclose(
         outputs["logits"][:, :4],
-        net(batch(U, V, **{NEG_LOG_Q: np.log(Q)}))["logits"],
+        net(*batch(U, V, **{NEG_LOG_Q: np.log(Q)}))["logits"],
     )
 
 
@@ -186,7 +190,7 @@ def test_no_hard_negatives_and_some_in_one_trace():
     rng = np.random.default_rng(0)
 
     def element(n_hard: int) -> tuple:
-        features = batch(
+        features, side = batch(
             rng.normal(size=(3, 2)),
             rng.normal(size=(3 + 4 + n_hard, 2)),
             **{
@@ -196,10 +200,8 @@ def test_no_hard_negatives_and_some_in_one_trace():
                 HARD_NEG_INDICES: [[i % 3, i // 3] for i in range(n_hard)],
             },
         )
-        features[HARD_NEG_INDICES] = tf.reshape(
-            features[HARD_NEG_INDICES], [n_hard, 2]
-        )
-        return features, tf.ones([3]), tf.ones([3])
+        side[HARD_NEG_INDICES] = tf.reshape(side[HARD_NEG_INDICES], [n_hard, 2])
+        return features, side, tf.ones([3]), tf.ones([3])
 
     dataset = tf.data.Dataset.from_tensors(element(0)).concatenate(
         tf.data.Dataset.from_tensors(element(5))
@@ -208,9 +210,9 @@ def test_no_hard_negatives_and_some_in_one_trace():
 
     @tf.function
     def step(iterator):
-        features, label, weight = next(iterator)
-        net.train_step((features, label, weight))
-        return net(features)["logits"]
+        features, side, label, weight = next(iterator)
+        net.train_step((features, side, label, weight))
+        return net(features, side)["logits"]
 
     # K = max(slot) + 1: 0 hard columns, then 2.
     assert step(iterator).shape == (3, 5)
@@ -253,11 +255,11 @@ def test_missing_inputs_and_bad_combinations_raise():
     with pytest.raises(ValueError, match="mixed_negatives is for sampler"):
         model(in_batch_negative=True, mixed_negatives=True)
     net = model(logq_correction=True)
-    with pytest.raises(ValueError, match=r"features\['__neg_log_q__'\]"):
-        net(batch(U, V))
+    with pytest.raises(ValueError, match=r"side_inputs\['__neg_log_q__'\]"):
+        net(*batch(U, V))
     net = model(in_batch_negative=True, remove_accidental_hits=True)
-    with pytest.raises(ValueError, match=r"features\['__item_id__'\]"):
-        net(batch(U, V))
+    with pytest.raises(ValueError, match=r"side_inputs\['__item_id__'\]"):
+        net(*batch(U, V))
 
 
 def test_options_round_trip_through_get_config():

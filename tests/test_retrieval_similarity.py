@@ -5,13 +5,23 @@ import pytest
 import tensorflow as tf
 
 from easymatch.retrieval.similarity import (
+    IN_BATCH,
     MASKED_LOGIT,
+    SAMPLED,
     hard_negative_similarity,
     in_batch_similarity,
-    match_similarity,
     sampled_similarity,
+    similarity_blocks,
     target_columns,
 )
+
+
+def match_similarity(user, item, in_batch_negative, hard_neg_indices=None):
+    """TER's MatchModel.sim, [simple | hard], from the library's blocks."""
+    mode = IN_BATCH if in_batch_negative else SAMPLED
+    simple, hard = similarity_blocks(user, item, mode, hard_neg_indices)
+    return simple if hard is None else tf.concat([simple, hard], axis=1)
+
 
 # SPEC §4 T2.
 T2_USER = np.array([[0.2], [0.3]], np.float32)

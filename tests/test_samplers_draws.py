@@ -9,9 +9,6 @@ import numpy as np
 import pytest
 
 from easymatch.data.samplers import (
-    HARD_NEG_INDICES,
-    NEG_ITEM_ID,
-    NEG_LOG_Q,
     HardNegativeSampler,
     HardNegativeSamplerV2,
     NegativeSampler,
@@ -20,6 +17,11 @@ from easymatch.data.samplers import (
 from easymatch.data.samplers.edges import read_edge_table
 from easymatch.data.samplers.tables import read_item_table
 from easymatch.errors import DataError
+from easymatch.side_inputs import (
+    HARD_NEG_INDICES,
+    NEG_ITEM_ID,
+    NEG_LOG_Q,
+)
 
 ITEM = "id:int64\tweight:float\tattrs:string"
 EDGE = "userid:int64\titemid:int64\tweight:float"

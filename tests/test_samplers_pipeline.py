@@ -10,9 +10,6 @@ import pytest
 import tensorflow as tf
 
 from easymatch.data.samplers import (
-    HARD_NEG_INDICES,
-    NEG_ITEM_ID,
-    NEG_LOG_Q,
     HardNegativeSampler,
     HardNegativeSamplerV2,
     NegativeSampler,
@@ -22,6 +19,11 @@ from easymatch.data.samplers import (
 )
 from easymatch.errors import ConfigError, DataError
 from easymatch.protos import pipeline_pb2
+from easymatch.side_inputs import (
+    HARD_NEG_INDICES,
+    NEG_ITEM_ID,
+    NEG_LOG_Q,
+)
 
 ITEM = "id:int64\tweight:float\tattrs:string"
 USER = "id:int64\tweight:float"

@@ -50,6 +50,13 @@ def demo_config(data, model_dir, **edits):
     )
 
 
+def train_with(config, extra: list[Hook], is_chief: bool = True) -> dict:
+    """Trains with the default hooks and `extra` after them."""
+    run = RunContext(config)
+    hooks = [*default_hooks(config), *extra]
+    return Trainer(run, run.create_model(), hooks, is_chief=is_chief).train()
+
+
 def test_loop_calls_stop_at_log_save_and_last_steps(taobao_data, tmp_path):
     """12 steps, 4 a call, logs every 5, saves every 5: calls end at
     4, 5, 9, 10, 12; checkpoints (each evaluated) at 5, 10, 12. The
@@ -60,10 +67,8 @@ def test_loop_calls_stop_at_log_save_and_last_steps(taobao_data, tmp_path):
         tmp_path / "model",
         **{"train_config.steps_per_execution": 4},
     )
-    run = RunContext(config)
     recorder, chief_only = Recorder(), Recorder(chief_only=True)
-    hooks = [*default_hooks(config), recorder, chief_only]
-    metrics = Trainer(run, run.create_model(), hooks).train()
+    metrics = train_with(config, [recorder, chief_only])
     assert recorder.calls == [
         ("begin", 0),
         ("steps", 4, None),
@@ -92,10 +97,8 @@ def test_non_chief_skips_chief_only_hooks(taobao_data, tmp_path):
         tmp_path / "model",
         **{"train_config.num_steps": 3, "eval_input_path": ""},
     )
-    run = RunContext(config)
     everyone, chief = Recorder(), Recorder(chief_only=True)
-    hooks = [*default_hooks(config), everyone, chief]
-    Trainer(run, run.create_model(), hooks, is_chief=False).train()
+    train_with(config, [everyone, chief], is_chief=False)
     assert chief.calls == []
     assert everyone.calls[-2:] == [("checkpoint", 3), ("end", 3)]
     # A non-chief writes no pipeline.config (RunFilesHook is chief-only).

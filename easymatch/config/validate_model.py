@@ -12,6 +12,7 @@ from easymatch.protos import (
     pipeline_pb2,
     simi_pb2,
 )
+from easymatch.side_inputs import needs_item_ids
 
 _ACTIVATIONS = (
     "nn.ReLU",
@@ -97,9 +98,11 @@ def _validate_negatives(
             "cannot be combined with in_batch_negative, which already "
             "scores every item row (TorchEasyRec)",
         )
-    in_batch = model.in_batch_negative or model.mixed_negatives
-    needs_ids = model.remove_accidental_hits or (
-        model.logq_correction and in_batch
+    needs_ids = needs_item_ids(
+        in_batch_negative=model.in_batch_negative,
+        mixed_negatives=model.mixed_negatives,
+        logq_correction=model.logq_correction,
+        remove_accidental_hits=model.remove_accidental_hits,
     )
     field = f"{path}.item_id_field"
     if not model.HasField("item_id_field"):

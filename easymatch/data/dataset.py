@@ -1,12 +1,12 @@
-"""Config → tf.data of (features, label, sample_weight) batches.
+"""Config → tf.data of (features, side_inputs, label, sample_weight).
 
 With a sampler, its negatives join each batch's raw item-side columns
 before the feature transforms (SPEC §3.8), so item features have
-B + N (+ n_hard) rows. Besides the feature tensors, the features dict then
-holds, under reserved keys, what the loss needs: ``hard_neg_indices``
-(hard samplers), the positives' item ids (``__item_id__``), the negatives'
-(``__neg_item_id__``) and their log sampling probability
-(``__neg_log_q__``), the last three only when a model option reads them.
+B + N (+ n_hard) rows. `side_inputs` (keys in `easymatch.side_inputs`)
+holds what the loss needs besides the features: the hard negatives'
+indices (hard samplers), the positives' item ids, the negatives' and
+their log sampling probability, the last three only when a model option
+reads them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from easymatch import side_inputs as keys
 from easymatch.config import sampler_config
 from easymatch.data import samplers
 from easymatch.data.convert import STRING
@@ -24,7 +25,7 @@ from easymatch.data.reader import ColumnSpec, TableReader
 from easymatch.features import FeatureSet, IdFeature
 from easymatch.features.checks import check
 from easymatch.protos import data_pb2
-from easymatch.retrieval import negatives as keys
+from easymatch.side_inputs import needs_item_ids
 
 DATASET_TYPES = {"ParquetDataset": "parquet", "CsvDataset": "csv"}
 # Item ids reach the model as int64 FarmHash fingerprints, so it compares
@@ -74,9 +75,11 @@ def _model_options(config):
 def item_id_column(config) -> str | None:
     """The column of the positives' item ids, if a model option reads it."""
     options = _model_options(config)
-    in_batch = options.in_batch_negative or options.mixed_negatives
-    if not (
-        options.remove_accidental_hits or (options.logq_correction and in_batch)
+    if not needs_item_ids(
+        in_batch_negative=options.in_batch_negative,
+        mixed_negatives=options.mixed_negatives,
+        logq_correction=options.logq_correction,
+        remove_accidental_hits=options.remove_accidental_hits,
     ):
         return None
     sampler = sampler_config(config.data_config)
@@ -179,7 +182,8 @@ def hash_ids(ids: tf.Tensor) -> tf.Tensor:
 def batch_transform(
     config, feature_set: FeatureSet
 ) -> Callable[[dict[str, tf.Tensor]], tuple]:
-    """Raw columns → (features, label, sample_weight) for one batch.
+    """Raw columns → (features, side_inputs, label, sample_weight) for one
+    batch.
 
     The transform's `single_valued` names columns known to hold one value
     per row, which id features need not split (see `make_dataset`).
@@ -202,17 +206,18 @@ def batch_transform(
             else tf.ones_like(label)
         )
         features = feature_set.transform(columns, single_valued)
-        if samplers.HARD_NEG_INDICES in columns:
-            features[keys.HARD_NEG_INDICES] = columns[samplers.HARD_NEG_INDICES]
+        side = {}
+        if keys.HARD_NEG_INDICES in columns:
+            side[keys.HARD_NEG_INDICES] = columns[keys.HARD_NEG_INDICES]
         if item_id is not None:
             # An item-side id column also holds the negatives' ids.
             positives = columns[item_id][: tf.shape(label)[0]]
-            features[keys.ITEM_ID] = hash_ids(positives)
-        if options.remove_accidental_hits and samplers.NEG_ITEM_ID in columns:
-            features[keys.NEG_ITEM_ID] = hash_ids(columns[samplers.NEG_ITEM_ID])
-        if options.logq_correction and samplers.NEG_LOG_Q in columns:
-            features[keys.NEG_LOG_Q] = columns[samplers.NEG_LOG_Q]
-        return features, label, weight
+            side[keys.ITEM_ID] = hash_ids(positives)
+        if options.remove_accidental_hits and keys.NEG_ITEM_ID in columns:
+            side[keys.NEG_ITEM_ID] = hash_ids(columns[keys.NEG_ITEM_ID])
+        if options.logq_correction and keys.NEG_LOG_Q in columns:
+            side[keys.NEG_LOG_Q] = columns[keys.NEG_LOG_Q]
+        return features, side, label, weight
 
     # Feature transforms branch on their configuration only, never on a
     # tensor, so autograph has nothing to convert; converting every

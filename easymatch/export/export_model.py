@@ -56,8 +56,7 @@ from easymatch.export.tower_module import SIDES, TowerExport
 from easymatch.export.warmup import write_warmup
 from easymatch.features import FeatureSet
 from easymatch.features.builder import build_feature_set
-from easymatch.models.builder import build_model, group_kwargs
-from easymatch.models.dssm import group_feature_names
+from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
 from easymatch.protos import simi_pb2
 
@@ -101,18 +100,18 @@ def select_checkpoint(config, checkpoint_path: str | None) -> str:
     return checkpoints.resolve_checkpoint(config.model_dir)
 
 
-def tower_features(config, feature_set: FeatureSet, side: str) -> FeatureSet:
-    """The features of the group the `side` tower reads."""
-    model_config = config.model_config
-    params = getattr(model_config, model_config.WhichOneof("model"))
-    name = getattr(params, f"{side}_tower").input
-    (group,) = [g for g in model_config.feature_groups if g.group_name == name]
-    return feature_set.subset(group_feature_names(group_kwargs(group)))
+def tower_features(
+    model: MatchModel, feature_set: FeatureSet, side: str
+) -> FeatureSet:
+    """The features the `side` tower reads, as the model says."""
+    return feature_set.subset(model.tower_feature_names(side))
 
 
-def load_model(config, checkpoint: str) -> MatchModel:
+def load_model(
+    config, checkpoint: str, feature_set: FeatureSet | None = None
+) -> MatchModel:
     """A fresh model holding the checkpoint's weights (no optimizers)."""
-    model = build_model(config, build_feature_set(config))
+    model = build_model(config, feature_set or build_feature_set(config))
     checkpoints.restore(model, checkpoint, with_optimizers=False)
     return model
 
@@ -126,6 +125,7 @@ def write_towers(
     asset_files: Sequence[str] = (),
     top_k: int | None = None,
     target_recall: float | None = None,
+    feature_set: FeatureSet | None = None,
 ) -> dict[str, str]:
     """Writes both towers (and with an item corpus the item index and
     the retrieval model) into `directory`.
@@ -135,12 +135,13 @@ def write_towers(
     model_dir, see input_schema.py), or for the item tower from
     `item_input_path` when given. `top_k` and `target_recall` override
     export_config's retrieval_top_k and index_target_recall.
+    `feature_set`: the config's, when the caller has it.
     """
-    feature_set = build_feature_set(config)
+    feature_set = feature_set or build_feature_set(config)
     types = training_types(config)
     paths = {}
     for side in SIDES:
-        features = tower_features(config, feature_set, side)
+        features = tower_features(model, feature_set, side)
         dtypes = column_dtypes(features.input_columns(), types)
         path = os.path.join(directory, side)
         TowerExport(model, features, side, dtypes).save(path)
@@ -153,11 +154,15 @@ def write_towers(
         paths[side] = path
         if side == "user":
             user = (features, dtypes, rows)
+        else:
+            id_field = item_id_field(config, features)
     with tempfile.TemporaryDirectory() as scratch:
         corpus = item_input_path or write_sampler_corpus(config, scratch)
         if corpus is None:
             return paths
-        ids, embeddings = item_embeddings(paths["item"], corpus, config)
+        ids, embeddings = item_embeddings(
+            paths["item"], corpus, config, id_field
+        )
     try:
         check_item_embeddings(ids, embeddings)
     except DataError as error:
@@ -209,7 +214,8 @@ def export(
             raise EasyMatchError(f"{asset}: asset file not found")
     checkpoint = select_checkpoint(config, checkpoint_path)
     logger.info("exporting %s", checkpoint)
-    model = load_model(config, checkpoint)
+    feature_set = build_feature_set(config)
+    model = load_model(config, checkpoint, feature_set)
     with atomic_directory(export_dir) as tmp:
         written = write_towers(
             model,
@@ -219,6 +225,7 @@ def export(
             asset_files=asset_files,
             top_k=top_k,
             target_recall=target_recall,
+            feature_set=feature_set,
         )
     final = os.path.abspath(export_dir)
     return {
@@ -227,23 +234,22 @@ def export(
     }
 
 
-def item_id_field(config) -> str:
+def item_id_field(config, item_features: FeatureSet) -> str:
     """The corpus' item id column: the sampler's item_id_field, else the
     input column of the item tower's first feature (in config order)."""
     data = config.data_config
     kind = data.WhichOneof("sampler")
     if kind is not None:
         return getattr(data, kind).item_id_field
-    features = tower_features(config, build_feature_set(config), "item")
-    return next(iter(features.input_columns()))
+    return next(iter(item_features.input_columns()))
 
 
 def item_embeddings(
-    item_saved_model: str, item_input_path: str, config
+    item_saved_model: str, item_input_path: str, config, id_field: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, embeddings) of every corpus row, via the exported item tower."""
+    """(ids, embeddings) of every corpus row, via the exported item tower;
+    ids from the `id_field` column."""
     runner = TowerRunner(item_saved_model)
-    id_field = item_id_field(config)
     kinds = reader_kinds(runner.dtypes)
     kinds.setdefault(id_field, "string")
     reader = make_table_reader(

@@ -5,6 +5,11 @@ from __future__ import annotations
 import tensorflow as tf
 
 PAD_ID = -1
+# Companion tensors of a feature, keyed `<feature name><suffix>`: a weighted
+# id feature's weights and a dense sequence's lengths (EmbeddingGroup reads
+# them).
+WEIGHT_SUFFIX = "__weight"
+LENGTH_SUFFIX = "__length"
 
 
 class Feature(tf.Module):

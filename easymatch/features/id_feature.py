@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from easymatch.features.base import (
     PAD_ID,
+    WEIGHT_SUFFIX,
     Feature,
     fill_empty_rows,
     pad_ids,
@@ -16,7 +17,6 @@ from easymatch.features.base import (
     to_text,
 )
 from easymatch.features.checks import check, first_where, parse_numbers
-from easymatch.layers.embedding_group import WEIGHT_SUFFIX
 
 OOV_TOKEN = "<OOV>"
 

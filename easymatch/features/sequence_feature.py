@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from easymatch.features.base import pad_ids, to_text
+from easymatch.features.base import LENGTH_SUFFIX, pad_ids, to_text
 from easymatch.features.id_feature import IdFeature
 from easymatch.features.raw_feature import RawFeature
-from easymatch.layers.embedding_group import LENGTH_SUFFIX
 
 
 def split_sequence(

@@ -9,13 +9,11 @@ from typing import Any
 import keras
 from keras import ops
 
+from easymatch.features.base import LENGTH_SUFFIX, WEIGHT_SUFFIX
 from easymatch.layers.embedding_tables import EmbeddingTables
 from easymatch.layers.pooling_encoder import PoolingEncoder
 
 FEATURE_POOLINGS = ("sum", "mean")
-# Companion tensors of a feature, keyed `<feature name><suffix>`.
-WEIGHT_SUFFIX = "__weight"
-LENGTH_SUFFIX = "__length"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -97,6 +97,10 @@ class DSSM(MatchModel):
         }
         return list(variables.values())
 
+    def tower_feature_names(self, side: str) -> list[str]:
+        group = {"user": self.user_group, "item": self.item_group}[side]
+        return group_feature_names(group)
+
     def embed_users(
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:

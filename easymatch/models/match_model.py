@@ -26,16 +26,13 @@ from easymatch.retrieval.candidate_probability import (
 from easymatch.retrieval.loss import (
     append_hard_negatives,
     apply_temperature,
+    check_temperature,
     logq_correction,
     mask_accidental_hits,
     replica_loss_share,
     weighted_loss_terms,
 )
 from easymatch.retrieval.negatives import (
-    HARD_NEG_INDICES,
-    ITEM_ID,
-    NEG_ITEM_ID,
-    NEG_LOG_Q,
     candidate_item_ids,
     candidate_log_q,
     negative_mode,
@@ -48,6 +45,13 @@ from easymatch.retrieval.similarity import (
     target_columns,
 )
 from easymatch.retrieval.train_metric import DecayedMetric
+from easymatch.side_inputs import (
+    HARD_NEG_INDICES,
+    ITEM_ID,
+    NEG_ITEM_ID,
+    NEG_LOG_Q,
+    require,
+)
 
 # Reserved keys of train_step's logs, read by the training loop.
 FINITE = "__finite__"
@@ -57,8 +61,9 @@ LOSS_TERMS = "__loss_terms__"
 class MatchModel(keras.Model):
     """Base class; subclasses implement `tower_outputs`.
 
-    `train_step`/`test_step` take `(features, label, sample_weight)` and hold
-    no Python state, so they run unchanged under any tf.distribute strategy.
+    `train_step`/`test_step` take `(features, side_inputs, label,
+    sample_weight)` and hold no Python state, so they run unchanged under
+    any tf.distribute strategy.
     """
 
     def __init__(
@@ -78,8 +83,7 @@ class MatchModel(keras.Model):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        check_temperature(temperature)
         self.in_batch_negative = in_batch_negative
         self.mixed_negatives = mixed_negatives
         self.mode = negative_mode(in_batch_negative, mixed_negatives)
@@ -132,17 +136,27 @@ class MatchModel(keras.Model):
     def embedding_variables(self) -> list[keras.Variable]:
         raise NotImplementedError
 
+    def tower_feature_names(self, side: str) -> list[str]:
+        """The features the "user" or "item" tower reads (export asks)."""
+        raise NotImplementedError
+
     # -- forward -----------------------------------------------------------
     def call(
-        self, features: dict[str, tf.Tensor], training: bool = False
+        self,
+        features: dict[str, tf.Tensor],
+        side_inputs: dict[str, tf.Tensor] | None = None,
+        training: bool = False,
     ) -> dict[str, tf.Tensor]:
         """Towers, then `similarity` (scores / temperature with accidental
         hits masked, what Recall@K ranks) and `logits` (the same with logQ
-        subtracted, what the loss takes)."""
+        subtracted, what the loss takes). `side_inputs`: what the loss
+        reads besides the features (`easymatch.side_inputs`)."""
         user_emb, item_emb, regularization = self.tower_outputs(
             features, training=training
         )
-        similarity, logits = self.retrieval_logits(user_emb, item_emb, features)
+        similarity, logits = self.retrieval_logits(
+            user_emb, item_emb, side_inputs or {}
+        )
         return {
             "similarity": similarity,
             "logits": logits,
@@ -155,22 +169,22 @@ class MatchModel(keras.Model):
         self,
         user_emb: tf.Tensor,
         item_emb: tf.Tensor,
-        features: dict[str, tf.Tensor],
+        side_inputs: dict[str, tf.Tensor],
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """(similarity, logits), both [B, C + K]; see the module doc."""
         simple, hard = similarity_blocks(
-            user_emb, item_emb, self.mode, features.get(HARD_NEG_INDICES)
+            user_emb, item_emb, self.mode, side_inputs.get(HARD_NEG_INDICES)
         )
         simple = apply_temperature(simple, self.temperature)
         num_columns = tf.shape(simple)[1]
         if self.remove_accidental_hits:
             option = "remove_accidental_hits"
-            item_ids = _needs(features, ITEM_ID, option)
+            item_ids = require(side_inputs, ITEM_ID, option)
             candidates = candidate_item_ids(
                 self.mode,
                 num_columns,
                 item_ids,
-                self._negatives(features, NEG_ITEM_ID, option),
+                self._negatives(side_inputs, NEG_ITEM_ID, option),
             )
             simple = mask_accidental_hits(
                 simple,
@@ -181,7 +195,7 @@ class MatchModel(keras.Model):
         logits = simple
         if self.logq_correction:
             logits = logq_correction(
-                simple, self._candidate_log_q(features, num_columns)
+                simple, self._candidate_log_q(side_inputs, num_columns)
             )
         if hard is None:
             return simple, logits
@@ -192,25 +206,25 @@ class MatchModel(keras.Model):
         )
 
     def _candidate_log_q(
-        self, features: dict[str, tf.Tensor], num_columns: tf.Tensor
+        self, side_inputs: dict[str, tf.Tensor], num_columns: tf.Tensor
     ) -> tf.Tensor:
         in_batch_log_q = None
         if self.frequency_estimator is not None:
             in_batch_log_q = self.frequency_estimator.log_probability(
-                _needs(features, ITEM_ID, "logq_correction")
+                require(side_inputs, ITEM_ID, "logq_correction")
             )
-        neg_log_q = self._negatives(features, NEG_LOG_Q, "logq_correction")
+        neg_log_q = self._negatives(side_inputs, NEG_LOG_Q, "logq_correction")
         return candidate_log_q(
             self.mode, num_columns, in_batch_log_q, neg_log_q
         )
 
     def _negatives(
-        self, features: dict[str, tf.Tensor], key: str, option: str
+        self, side_inputs: dict[str, tf.Tensor], key: str, option: str
     ) -> tf.Tensor | None:
         """A sampler's tensor: needed unless in-batch mode has no sampler."""
         if self.mode == IN_BATCH:
-            return features.get(key)
-        return _needs(features, key, option)
+            return side_inputs.get(key)
+        return require(side_inputs, key, option)
 
     def _loss(
         self,
@@ -266,15 +280,15 @@ class MatchModel(keras.Model):
         self.sparse_optimizer.build(sparse)
 
     def train_step(self, data) -> dict[str, tf.Tensor]:
-        features, _, sample_weight = data
+        features, side_inputs, _, sample_weight = unpack_batch(data)
         if self.frequency_estimator is not None:
             # Before the forward pass, which reads the estimate: a batch's
             # items count as seen (Yi et al.'s order).
             self.frequency_estimator.update(
-                _needs(features, ITEM_ID, "logq_correction")
+                require(side_inputs, ITEM_ID, "logq_correction")
             )
         with tf.GradientTape() as tape:
-            outputs = self(features, training=True)
+            outputs = self(features, side_inputs, training=True)
             loss, cross_entropy, targets = self._loss(outputs, sample_weight)
         sparse, dense = self.split_variables()
         if self.sparse_optimizer is None:
@@ -369,8 +383,8 @@ class MatchModel(keras.Model):
         ]
 
     def test_step(self, data) -> dict[str, tf.Tensor]:
-        features, _, sample_weight = data
-        outputs = self(features, training=False)
+        features, side_inputs, _, sample_weight = unpack_batch(data)
+        outputs = self(features, side_inputs, training=False)
         _, cross_entropy, targets = self._loss(outputs, sample_weight)
         self.cross_entropy_tracker.update_state(
             cross_entropy,
@@ -401,10 +415,12 @@ class MatchModel(keras.Model):
         }
 
 
-def _needs(features: dict[str, tf.Tensor], key: str, option: str) -> tf.Tensor:
-    if key not in features:
-        raise ValueError(
-            f"{option} needs features[{key!r}]; the input pipeline adds it "
-            "from the item id column and the sampler"
-        )
-    return features[key]
+def unpack_batch(data) -> tuple:
+    """(features, side_inputs, label, sample_weight) from the input
+    pipeline's four parts, or from Keras fit's (x, label, sample_weight)
+    with x the features or (features, side_inputs)."""
+    if len(data) == 4:
+        return tuple(data)
+    x, label, sample_weight = data
+    features, side_inputs = x if isinstance(x, tuple | list) else (x, {})
+    return features, side_inputs, label, sample_weight

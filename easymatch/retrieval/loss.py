@@ -10,7 +10,7 @@ entropy; logQ correction and accidental-hit masking are optional extras with
 the semantics of TFRS's Retrieval task. They apply to the sampled columns
 only, so a model that uses them keeps the hard-negative block (from
 ``similarity_blocks``) apart and appends it after masking; without them,
-``match_similarity``'s full matrix can go straight to the loss. The two
+the two blocks side by side can go straight to the loss. The two
 commute (a masked logit is set, not shifted), so a model may mask first
 and rank the masked, uncorrected scores for Recall@K.
 
@@ -33,10 +33,17 @@ from keras import ops
 from easymatch.retrieval.similarity import MASKED_LOGIT
 
 
+def check_temperature(temperature: float) -> float:
+    """The library's one check of a temperature (the config's is
+    validate_model's, with the field's path)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return temperature
+
+
 def apply_temperature(logits: tf.Tensor, temperature: float) -> tf.Tensor:
     """Returns logits / temperature (TER applies it to the whole matrix)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    check_temperature(temperature)
     return ops.cast(logits, "float32") / temperature
 
 

@@ -30,12 +30,6 @@ from keras import ops
 
 from easymatch.retrieval.similarity import IN_BATCH, MIXED, SAMPLED
 
-# Feature keys of what the input pipeline adds for the loss; the sampler's
-# raw columns have the same names (easymatch/data/samplers).
-HARD_NEG_INDICES = "hard_neg_indices"
-ITEM_ID = "__item_id__"
-NEG_ITEM_ID = "__neg_item_id__"
-NEG_LOG_Q = "__neg_log_q__"
 # Column 0 of SAMPLED mode is every row's positive, never masked; item id
 # hashes are >= 0, so this placeholder id matches no query.
 NO_ITEM = -1

@@ -161,23 +161,6 @@ def similarity_blocks(
     return simple, hard
 
 
-def match_similarity(
-    user_emb: tf.Tensor,
-    item_emb: tf.Tensor,
-    in_batch_negative: bool,
-    hard_neg_indices: tf.Tensor | None = None,
-) -> tf.Tensor:
-    """TER's MatchModel.sim: [simple | hard] for one batch.
-
-    in_batch_negative picks IN_BATCH, else SAMPLED; see similarity_blocks.
-    """
-    mode = IN_BATCH if in_batch_negative else SAMPLED
-    simple, hard = similarity_blocks(user_emb, item_emb, mode, hard_neg_indices)
-    if hard is None:
-        return simple
-    return ops.concatenate([simple, hard], axis=1)
-
-
 def target_columns(similarity: tf.Tensor, in_batch_negative: bool) -> tf.Tensor:
     """Column of each row's positive, int32 [B]: arange(B) or zeros(B).
 

@@ -6,9 +6,6 @@ from easymatch.data.samplers.hard_negative_sampler import (
     HardNegativeSamplerV2,
 )
 from easymatch.data.samplers.negative_sampler import (
-    HARD_NEG_INDICES,
-    NEG_ITEM_ID,
-    NEG_LOG_Q,
     NegativeSampler,
     Sampler,
 )
@@ -16,9 +13,6 @@ from easymatch.data.samplers.negative_sampler_v2 import NegativeSamplerV2
 from easymatch.data.samplers.pipeline import with_negatives
 
 __all__ = [
-    "HARD_NEG_INDICES",
-    "NEG_ITEM_ID",
-    "NEG_LOG_Q",
     "HardNegativeSampler",
     "HardNegativeSamplerV2",
     "NegativeSampler",

@@ -19,11 +19,13 @@ import numpy as np
 from easymatch.data.samplers.alias import AliasTable
 from easymatch.data.samplers.tables import ItemTable
 from easymatch.errors import ConfigError, DataError
+from easymatch.side_inputs import (
+    HARD_NEG_INDICES,
+    NEG_ITEM_ID,
+    NEG_LOG_Q,
+)
 
 SEED_ENV = "EASYMATCH_SEED"
-HARD_NEG_INDICES = "hard_neg_indices"
-NEG_ITEM_ID = "__neg_item_id__"
-NEG_LOG_Q = "__neg_log_q__"
 # Rejection rounds before falling back to an exact draw from the weights
 # with the excluded items zeroed; this bounds the work of a batch whose
 # exclusions cover most of the weight.

@@ -6,13 +6,13 @@ import numpy as np
 import tensorflow as tf
 
 from easymatch.data.convert import FLOAT, STRING
-from easymatch.data.samplers.negative_sampler import (
+from easymatch.data.samplers.negative_sampler import Sampler
+from easymatch.errors import ConfigError
+from easymatch.side_inputs import (
     HARD_NEG_INDICES,
     NEG_ITEM_ID,
     NEG_LOG_Q,
-    Sampler,
 )
-from easymatch.errors import ConfigError
 
 
 def with_negatives(
