@@ -201,7 +201,7 @@ def test_sampler_values_of_an_integer_column_are_still_split(
     config = load_pipeline_config(
         sample_path("dssm_negative_sampler_v2"), json.dumps(edits)
     )
-    features = first_batches(config, 1)[0]
+    features, _ = first_batches(config, 1)[0]
     negatives = features["cate_id"][32:].numpy()
     assert negatives.shape == (NUM_SAMPLE, 2)
     assert (negatives == [7, 8]).all()
