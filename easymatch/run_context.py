@@ -62,6 +62,7 @@ class RunContext:
         *,
         training: bool,
         batch_size: int | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> TableReader:
         return make_reader(
             self.config,
@@ -69,7 +70,18 @@ class RunContext:
             input_path,
             training=training,
             batch_size=batch_size,
+            shard=shard,
         )
+
+    @property
+    def num_workers(self) -> int:
+        """Workers of the strategy, each with one input pipeline."""
+        strategy = self.strategy
+        try:
+            local = len(strategy.extended.worker_devices)
+        except RuntimeError:  # the default strategy has no device list
+            return 1
+        return max(strategy.num_replicas_in_sync // max(local, 1), 1)
 
     def create_model(self) -> MatchModel:
         """The model with its variables and optimizer slots, built under

@@ -142,9 +142,11 @@ def make_reader(
     training: bool,
     batch_size: int | None = None,
     columns: dict[str, str] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> TableReader:
     """A reader of every column the features, label, weight and ids need,
-    or of ``columns`` (name → kind) only."""
+    or of ``columns`` (name → kind) only; of shard (index, count) of the
+    rows only (one worker's share, see data/shards.py)."""
     data = config.data_config
     kinds = columns
     if kinds is None:
@@ -171,6 +173,7 @@ def make_reader(
         csv_with_header=data.with_header,
         num_workers=max(data.num_workers, 1),
         int64_candidates=int64_candidates(config, feature_set),
+        shard=shard,
     )
 
 
@@ -239,28 +242,29 @@ def _present_weights(weights: tf.Tensor, column: str) -> tf.Tensor:
         return tf.identity(weights)
 
 
+def input_shard(context: tf.distribute.InputContext) -> tuple[int, int]:
+    """(index, count) of the input pipeline: what its worker reads."""
+    return context.input_pipeline_id, max(context.num_input_pipelines, 1)
+
+
 def make_dataset(
     reader: TableReader,
     transform: Callable,
     *,
     num_epochs: int | None,
     skip_batches: int = 0,
-    input_context: tf.distribute.InputContext | None = None,
     negatives: Negatives | None = None,
     first_step: int = 0,
 ) -> tf.data.Dataset:
-    """Batches for one input pipeline (one worker) of a strategy.
+    """Batches for one input pipeline (one worker) of a strategy; the
+    reader reads that worker's shard (`input_shard`).
 
-    ``skip_batches`` counts batches of the whole stream, before sharding;
+    ``skip_batches`` counts batches of the reader's stream;
     ``first_step`` is the sampler step of this pipeline's first batch: the
     number of batches it delivered before, so that a resumed run draws the
     negatives an uninterrupted one would have.
     """
     dataset = reader.dataset(num_epochs=num_epochs, skip_batches=skip_batches)
-    if input_context is not None and input_context.num_input_pipelines > 1:
-        dataset = dataset.shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id
-        )
     single_valued = reader.integer_columns()
     if negatives is not None:
         dataset = negatives(dataset, first_step)

@@ -58,11 +58,18 @@ class CheckpointHook(Hook):
         model = state.model
         self.manager = checkpoint.make_manager(
             checkpoint.make_checkpoint(model),
-            state.model_dir,
+            state.checkpoint_dir or state.model_dir,
             self.keep_checkpoint_max,
         )
+        # A non-chief worker saves elsewhere but resumes from model_dir
+        # as the chief does (its manager there only reads).
+        source = self.manager
+        if state.checkpoint_dir and state.checkpoint_dir != state.model_dir:
+            source = checkpoint.make_manager(
+                checkpoint.make_checkpoint(model), state.model_dir, 0
+            )
         # A damaged newest checkpoint falls back to the one before it.
-        latest = checkpoint.latest_readable(self.manager)
+        latest = checkpoint.latest_readable(source)
         if latest:
             logger.info("resuming from %s", latest)
             checkpoint.restore(

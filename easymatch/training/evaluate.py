@@ -6,7 +6,7 @@ import logging
 
 import tensorflow as tf
 
-from easymatch.data.dataset import make_dataset
+from easymatch.data.dataset import input_shard, make_dataset
 from easymatch.errors import DataError, raise_tf_error
 from easymatch.models.match_model import MatchModel
 from easymatch.run_context import RunContext
@@ -20,10 +20,9 @@ def eval_distributed_dataset(run: RunContext, input_path: str):
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return make_dataset(
-            run.reader(input_path, training=False),
+            run.reader(input_path, training=False, shard=input_shard(context)),
             run.transform,
             num_epochs=1,
-            input_context=context,
             negatives=negatives,
         )
 
@@ -70,7 +69,7 @@ class Evaluator:
             raise_tf_error(e, input_path)
         if not logs:
             raise DataError(f"{input_path}: the eval input has no rows")
-        return {
-            name: float(self.run.strategy.experimental_local_results(value)[0])
-            for name, value in logs.items()
-        }
+        # Read outside the replicas, the metrics' sum-aggregated counters
+        # add up over every replica and worker.
+        metrics = {metric.name: metric for metric in self.model.metrics}
+        return {name: float(metrics[name].result()) for name in logs}

@@ -38,6 +38,9 @@ class TrainState:
     saved_step: int | None = None
     # The latest evaluation's metrics (what train_and_evaluate returns).
     metrics: dict[str, float] = field(default_factory=dict)
+    # Where checkpoints are saved: model_dir, or a non-chief worker's
+    # scratch directory ("" means model_dir).
+    checkpoint_dir: str = ""
 
     @property
     def model_dir(self) -> str:

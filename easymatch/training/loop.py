@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import keras
 import tensorflow as tf
 
-from easymatch.data.dataset import make_dataset
+from easymatch.data.dataset import input_shard, make_dataset
 from easymatch.errors import EasyMatchError, raise_tf_error
 from easymatch.models.match_model import MatchModel
 from easymatch.run_context import RunContext
@@ -102,25 +104,23 @@ def train_iterator(run: RunContext, start_step: int):
     num_epochs = None if train_config.num_steps else train_config.num_epochs
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        # batch_size is per worker (global batch: batch_size × workers, as
+        # in TorchEasyRec), split over the worker's local replicas; the
+        # worker reads its own shard of the rows.
+        shard = input_shard(context)
+        per_pipeline = context.num_replicas_in_sync // shard[1]
         reader = run.reader(
             config.train_input_path,
             training=True,
-            batch_size=context.get_per_replica_batch_size(
-                config.data_config.batch_size
-            ),
+            batch_size=max(config.data_config.batch_size // per_pipeline, 1),
+            shard=shard,
         )
-        # Each step takes one batch per replica: start_step · replicas of
-        # the stream before sharding, start_step · (local replicas) of this
-        # pipeline's shard.
-        per_pipeline = context.num_replicas_in_sync // max(
-            context.num_input_pipelines, 1
-        )
+        # Each step takes one batch per local replica.
         return make_dataset(
             reader,
             run.transform,
             num_epochs=num_epochs,
-            skip_batches=start_step * context.num_replicas_in_sync,
-            input_context=context,
+            skip_batches=start_step * per_pipeline,
             negatives=negatives,
             first_step=start_step * per_pipeline,
         )
@@ -144,8 +144,11 @@ class Trainer:
         self.model = model
         self.hooks = [h for h in hooks if is_chief or not h.chief_only]
         config = run.config
+        # Every worker's shard has as many batches (data/shards.py).
         steps_per_epoch = run.reader(
-            config.train_input_path, training=True
+            config.train_input_path,
+            training=True,
+            shard=(0, run.num_workers),
         ).num_batches()
         if steps_per_epoch == 0:
             raise EasyMatchError(
@@ -155,6 +158,8 @@ class Trainer:
         self.interval = save_interval(config, steps_per_epoch)
         self.log_every = max(config.train_config.log_step_count_steps, 1)
         self.per_call = steps_per_call(config, run.strategy)
+        # Where CheckpointHook saves (model_dir unless a scratch dir).
+        self.checkpoint_dir = config.model_dir
 
     def _logs(self, logs: dict, steps: int, seconds: float) -> dict:
         values = {
@@ -169,7 +174,13 @@ class Trainer:
 
     def train(self) -> dict[str, float]:
         """Trains to the last step; returns the last evaluation."""
-        state = TrainState(self.run, self.model, self.last_step, self.hooks)
+        state = TrainState(
+            self.run,
+            self.model,
+            self.last_step,
+            self.hooks,
+            checkpoint_dir=self.checkpoint_dir,
+        )
         for hook in self.hooks:
             hook.on_train_begin(state)
         step = state.start_step = int(self.model.optimizer.iterations.numpy())
@@ -252,8 +263,11 @@ def train_and_evaluate(
     strategy: tf.distribute.Strategy | None = None,
     ignore_restore_optimizer: bool = False,
     after_evaluation=None,
+    extra_hooks: Sequence[Hook] = (),
 ) -> dict[str, float]:
     """Trains config's model in config.model_dir; returns the last eval.
+
+    `extra_hooks` run after the default ones.
 
     `after_evaluation(model, step, metrics)` runs after every evaluation
     (the exporters hook in there). The chief owns model_dir meanwhile
@@ -265,8 +279,17 @@ def train_and_evaluate(
         config,
         ignore_restore_optimizer=ignore_restore_optimizer,
         after_evaluation=after_evaluation,
-    )
-    if not run.strategy.extended.should_checkpoint:
-        return Trainer(run, run.create_model(), hooks).train()
-    with ModelDirLock(config.model_dir):
-        return Trainer(run, run.create_model(), hooks).train()
+    ) + list(extra_hooks)
+    if run.strategy.extended.should_checkpoint:
+        with ModelDirLock(config.model_dir):
+            return Trainer(run, run.create_model(), hooks).train()
+    # Another worker of a cluster: checkpoint saves are collective, so it
+    # saves too, into a scratch directory removed at the end; it restores
+    # from model_dir (shared storage) and runs no writing hook.
+    scratch = tempfile.mkdtemp(prefix="easymatch-worker-")
+    try:
+        trainer = Trainer(run, run.create_model(), hooks, is_chief=False)
+        trainer.checkpoint_dir = scratch
+        return trainer.train()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
