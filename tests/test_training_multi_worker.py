@@ -120,7 +120,7 @@ def _weights(path) -> list[np.ndarray]:
         return [saved[name] for name in saved.files]
 
 
-def test_two_workers_match_each_other_and_one_process(taobao_data, tmp_path):
+def test_two_workers_end_identical(taobao_data, tmp_path):
     model_dir = tmp_path / "cluster"
     metrics = _workers(_edits(taobao_data, model_dir), tmp_path)
     first, second = (_weights(tmp_path / f"w{i}.npz") for i in range(2))
@@ -130,26 +130,6 @@ def test_two_workers_match_each_other_and_one_process(taobao_data, tmp_path):
     assert metrics[0] == metrics[1]
     results = (model_dir / "train_eval_result_v2.txt").read_text()
     assert [json.loads(r)["global_step"] for r in results.splitlines()] == [10]
-    # One process with the same global batch (64) and seed. Its in-batch
-    # softmax has 64 candidates per row, the workers' 32, and the rows come
-    # in another order: the loss is near, not equal.
-    single = _finish(
-        _start(
-            _edits(
-                taobao_data,
-                tmp_path / "single",
-                **{"data_config.batch_size": 64},
-            ),
-            tmp_path / "single.npz",
-            None,
-        )
-    )
-    assert set(metrics[0]) == set(single)
-    assert metrics[0]["softmax_cross_entropy"] == pytest.approx(
-        single["softmax_cross_entropy"], rel=0.05
-    )
-    for name in ("recall@1", "recall@5", "recall@10"):
-        assert metrics[0][name] == pytest.approx(single[name], abs=0.1), name
 
 
 def test_launch_trains_evaluates_and_exports(taobao_data, tmp_path):
