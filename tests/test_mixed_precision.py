@@ -70,6 +70,24 @@ FRESH = textwrap.dedent(
 )
 
 
+def test_export_precision_unset_means_as_trained():
+    config = load_pipeline_config(
+        str(DEMO_CONFIG),
+        json.dumps({"train_config.mixed_precision": "BF16"}),
+    )
+    assert config.export_config.mixed_precision == ""
+    with pytest.raises(ConfigError, match="export_config.mixed_precision"):
+        load_pipeline_config(
+            str(DEMO_CONFIG),
+            json.dumps(
+                {
+                    "train_config.mixed_precision": "BF16",
+                    "export_config.mixed_precision": "FP16",
+                }
+            ),
+        )
+
+
 def test_bf16_trains_and_exports(taobao_data, tmp_path):
     config = load_pipeline_config(
         str(DEMO_CONFIG),

@@ -105,7 +105,7 @@ def retrieval_latency(
     one request at a time and in batches of ``batch`` users."""
     feature_set = build_feature_set(config)
     model = create_model(config, feature_set, tf.distribute.get_strategy())
-    features = tower_features(config, feature_set, "user")
+    features = tower_features(model, feature_set, "user")
     types = arrow_types(config.train_input_path, config.data_config)
     dtypes = column_dtypes(features.input_columns(), types)
     rows = pq.read_table(config.train_input_path).slice(0, batch).to_pylist()

@@ -115,7 +115,8 @@ def _validate_export(
     export: export_pb2.ExportConfig = config.export_config
     path = "export_config"
     precision = config.train_config.mixed_precision
-    if export.mixed_precision != precision:
+    # Unset means "as trained": a BF16 config need not repeat itself.
+    if export.mixed_precision and export.mixed_precision != precision:
         report.fail(
             f"{path}.mixed_precision",
             f'"{export.mixed_precision}" differs from train_config.'
