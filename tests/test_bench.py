@@ -6,9 +6,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+# Several minutes: it trains, exports, builds indexes and load-tests the
+# server; CI still runs it.
+@pytest.mark.slow
 def test_quick_bench_prints_all_fields(tmp_path):
     output = tmp_path / "bench.json"
     result = subprocess.run(
