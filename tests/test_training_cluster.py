@@ -127,6 +127,45 @@ def test_bad_tf_config_is_one_line(taobao_data, tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_parameter_server_chief_refuses_in_one_line(taobao_data, tmp_path):
+    result = _train_eval(tmp_path, taobao_data, _config(PS, "chief", 0))
+    assert result.returncode == 2, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "easymatch: error: TF_CONFIG: a 'ps' job selects parameter-server "
+            "training, which easymatch does not run yet"
+        )
+    )
+
+
+def test_launch_refuses_ps_and_evaluator(tmp_path) -> None:
+    for flag in (["--num_ps", "1"], ["--evaluator"]):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "easymatch.launch",
+                "--num_workers",
+                "1",
+                *flag,
+                "--",
+                "--pipeline_config_path",
+                str(DEMO_CONFIG),
+                "--model_dir",
+                str(tmp_path / "m"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+        )
+        assert result.returncode == 2
+        assert "not implemented yet" in result.stderr.splitlines()[-1]
+        assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 def test_missing_worker_is_named_after_the_timeout(taobao_data, tmp_path):
     peers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
