@@ -154,7 +154,6 @@ def test_config_reads_the_prepared_columns(tmp_path):
     assert config.data_config.label_fields == ["label"]
 
 
-@pytest.mark.skipif(not ML_100K.is_dir(), reason="no ../shared/data/ml-100k")
 def test_ml_100k(tmp_path):
     summary = prepare(str(ML_100K), str(tmp_path))
     assert summary["users"] == 943 and summary["items"] == 1682
