@@ -119,6 +119,12 @@ def test_search_edges():
     assert index.search(np.zeros((0, 3)), 2)[0].shape == (0, 2)
     with pytest.raises(EasyMatchError, match=r"\[Q, 3\]"):
         index.search(np.zeros((2, 4)), 2)
+    # Rows ScaNN did not fill (-1) become "", and the id table is untouched.
+    assert index.ids_of(np.array([[2, -1], [-1, 0]])).tolist() == [
+        ["9", ""],
+        ["", "7"],
+    ]
+    assert index.ids.tolist() == ["7", "8", "9"]
 
 
 def test_exact_search_excludes_and_pads():

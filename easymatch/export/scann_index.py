@@ -150,8 +150,9 @@ class ItemIndex:
 
     def ids_of(self, rows: np.ndarray) -> np.ndarray:
         """Item ids of index rows; row -1 becomes ""."""
-        padded = np.append(self.ids, "")
-        return padded[np.where(rows < 0, len(self.ids), rows)]
+        ids = self.ids[np.maximum(rows, 0)]
+        ids[rows < 0] = ""
+        return ids
 
     def save(self, directory: str) -> None:
         scann_dir = os.path.join(directory, SCANN_DIR)

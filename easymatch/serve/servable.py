@@ -139,7 +139,7 @@ class Retrieval:
             rows, scores = exact_search(self.items, prepared, k)
         else:
             rows, scores = self.index.search_rows(queries, k)
-        # Not ItemIndex.ids_of: it copies every id per call (1M at 1M).
+        # Not ItemIndex.ids_of: ids here take the retrieval model's dtype.
         ids = self.ids[np.maximum(rows, 0)]
         ids[rows < 0] = self.missing_id
         return {IDS: ids, SCORES: scores}
