@@ -174,6 +174,8 @@ class _Mock:
         columns.update({k: v[items] for k, v in self.items.items()})
         for infos in self.sequences.values():
             columns.update(self._sequence(infos, num_rows))
+        # Every row of match data is a clicked pair, a positive to the
+        # softmax loss; TorchEasyRec's random 0/1 labels serve rank models.
         for label in self.labels:
             columns[label] = np.ones(num_rows, dtype=np.int64)
         for weight in self.weights:
