@@ -180,12 +180,10 @@ def main() -> None:
     args = parser.parse_args(argv[:split])
     if args.num_workers < 1 or args.num_ps < 0:
         parser.error("--num_workers must be >= 1 and --num_ps >= 0")
-    # The training loop drives MWMS only; starting servers that nothing
-    # uses would look like parameter-server training without being it.
-    if args.num_ps or args.evaluator:
+    if args.evaluator:
         parser.error(
-            "--num_ps/--evaluator: parameter-server training and the "
-            "evaluator task are not implemented yet (docs/distributed.md)"
+            "--evaluator: the evaluator task is not implemented yet "
+            "(docs/distributed.md)"
         )
     train_args = argv[split + 1 :]
     if not train_args:

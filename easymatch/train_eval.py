@@ -39,15 +39,18 @@ def main(args) -> None:
     if mode == PARAMETER_SERVER and cluster.task_type in ("ps", "worker"):
         serve(cluster)
         return
-    if mode == PARAMETER_SERVER:
-        # The loop does not drive a ClusterCoordinator yet: refusing beats
-        # a chief that trains alone beside idle servers.
-        raise ConfigError(
-            "TF_CONFIG: a 'ps' job selects parameter-server training, "
-            "which easymatch does not run yet (docs/distributed.md); use "
-            "'worker' (and 'chief') jobs only"
-        )
     strategy = make_strategy(cluster, mode)
+    if mode == PARAMETER_SERVER:
+        from easymatch.training.ps_loop import train_and_evaluate_ps
+
+        train_and_evaluate_ps(
+            config,
+            strategy=strategy,
+            num_ps=cluster.num_ps,
+            ignore_restore_optimizer=args.ignore_restore_optimizer,
+            after_evaluation=make_exporter(config),
+        )
+        return
     # With export_config, towers are exported to model_dir/export/ after
     # evaluations (docs/export.md).
     train_and_evaluate(

@@ -127,21 +127,26 @@ def test_bad_tf_config_is_one_line(taobao_data, tmp_path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_parameter_server_chief_refuses_in_one_line(taobao_data, tmp_path):
-    result = _train_eval(tmp_path, taobao_data, _config(PS, "chief", 0))
+def test_parameter_server_chief_names_a_missing_ps(taobao_data, tmp_path):
+    jobs = {
+        job: [f"127.0.0.1:{free_port()}" for _ in range(count)]
+        for job, count in (("chief", 1), ("worker", 1), ("ps", 1))
+    }
+    result = _train_eval(
+        tmp_path,
+        taobao_data,
+        _config(jobs, "chief", 0),
+        EASYMATCH_PEER_TIMEOUT="2",
+    )
     assert result.returncode == 2, result.stderr
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .startswith(
-            "easymatch: error: TF_CONFIG: a 'ps' job selects parameter-server "
-            "training, which easymatch does not run yet"
-        )
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"easymatch: error: TF_CONFIG: worker 0 ({jobs['worker'][0]}) "
+        "unreachable after 2 s"
     )
 
 
-def test_launch_refuses_ps_and_evaluator(tmp_path) -> None:
-    for flag in (["--num_ps", "1"], ["--evaluator"]):
+def test_launch_refuses_the_evaluator(tmp_path) -> None:
+    for flag in (["--evaluator"],):
         result = subprocess.run(
             [
                 sys.executable,

@@ -28,6 +28,10 @@ def make_checkpoint(
         optimizers["dense_optimizer"] = model.optimizer
         if model.sparse_optimizer is not None:
             optimizers["sparse_optimizer"] = model.sparse_optimizer
+        # Slots of tables sharded over ps tasks (training/ps_loop.py).
+        sharded = getattr(model, "sharded_sparse", None)
+        if sharded is not None:
+            optimizers["sharded_sparse_optimizer"] = sharded.checkpoint_tree()
     return tf.train.Checkpoint(model=variable_tree(model), **optimizers)
 
 

@@ -75,6 +75,10 @@ def variable_tree(layer: keras.layers.Layer) -> dict:
         for weight in layer.weights
         if id(weight) not in nested
     }
+    # Tables sharded over ps tasks (not Keras weights) under the key their
+    # Keras weight has in one process: the checkpoints are interchangeable.
+    for name, table in getattr(layer, "sharded_tables", {}).items():
+        tree[f"v_{name}"] = table
     # Dropout's random streams: a resumed run draws the masks an
     # uninterrupted one would.
     for index, generator in enumerate(seed_generators(layer)):

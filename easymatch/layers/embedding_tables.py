@@ -7,6 +7,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from easymatch.layers import sharded_tables
+
 _REQUIRED_KEYS = ("num_embeddings", "embedding_dim")
 
 
@@ -43,6 +45,8 @@ class EmbeddingTables(keras.layers.Layer):
         # saved.
         self.tables = json.loads(json.dumps(dict(tables)))
         self._variables_by_table: dict[str, keras.Variable] = {}
+        # Tables sharded over parameter servers (sharded_tables.py).
+        self.sharded_tables: dict[str, tf.Variable] = {}
         for name, spec in self.tables.items():
             missing = [k for k in _REQUIRED_KEYS if k not in spec]
             if missing:
@@ -59,6 +63,12 @@ class EmbeddingTables(keras.layers.Layer):
                 initializer = keras.initializers.get(spec["initializer"])
             else:
                 initializer = _default_initializer(num_embeddings)
+            table = sharded_tables.create_table(
+                name, (num_embeddings, embedding_dim), initializer
+            )
+            if table is not None:
+                self.sharded_tables[name] = table
+                continue
             self._variables_by_table[name] = self.add_weight(
                 name=name,
                 shape=(num_embeddings, embedding_dim),
@@ -69,7 +79,8 @@ class EmbeddingTables(keras.layers.Layer):
 
     @property
     def embedding_variables(self) -> list[keras.Variable]:
-        """The table variables, in the order of `tables`."""
+        """The Keras table variables, in the order of `tables` (sharded
+        ones are in `sharded_tables`)."""
         return list(self._variables_by_table.values())
 
     def lookup(self, table_name: str, ids: Any) -> Any:
@@ -80,6 +91,10 @@ class EmbeddingTables(keras.layers.Layer):
         optimizers touch neither the rest of the table nor a padding row,
         and no step reads the whole table.
         """
+        if table_name in self.sharded_tables:
+            return sharded_tables.lookup(
+                self.sharded_tables[table_name], ids, self.compute_dtype
+            )
         table = self._variables_by_table[table_name]
         ids = tf.convert_to_tensor(ids)
         valid = ids >= 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from easymatch.layers import sharded_tables
 from easymatch.training.sparse_optimizers import (
     _RowSparseOptimizer,
     _sum_duplicates,
@@ -35,16 +36,20 @@ class ShardedRowSparse:
         self.optimizer = optimizer
         self.tables = list(tables)
         self.slots = [
-            [
-                tf.Variable(
-                    tf.fill(table.shape, tf.cast(value, table.dtype)),
-                    name=f"{table.name.split(':')[0]}/{name}",
-                    trainable=False,
-                )
-                for name, value in optimizer._slot_specs()
-            ]
+            [_slot(table, name, value) for name, value in self._specs()]
             for table in self.tables
         ]
+
+    def _specs(self) -> list[tuple[str, float]]:
+        return self.optimizer._slot_specs()
+
+    def checkpoint_tree(self) -> dict[str, tf.Variable]:
+        """The slot tables keyed by table position and slot name."""
+        return {
+            f"{index}_{name}": slot
+            for index, slots in enumerate(self.slots)
+            for (name, _), slot in zip(self._specs(), slots, strict=True)
+        }
 
     def shard_variables(self) -> list[tf.Variable]:
         """Every shard of every table: what gradients are taken for."""
@@ -83,3 +88,22 @@ class ShardedRowSparse:
         for slot, rows in zip(slots, new, strict=True):
             slot.scatter_update(tf.IndexedSlices(rows, ids))
         shard.scatter_sub(tf.IndexedSlices(delta, ids))
+
+
+def _slot(table: tf.Variable, name: str, value: float) -> tf.Variable:
+    """A slot table sharded as `table` is, each shard filled on its ps."""
+
+    def initial_value(partition_shape=None, partition_offset=None):
+        del partition_offset
+        return tf.fill(
+            partition_shape or table.shape, tf.cast(value, table.dtype)
+        )
+
+    with sharded_tables.sharded(len(getattr(table, "variables", [table]))):
+        return tf.Variable(
+            initial_value,
+            shape=table.shape,
+            dtype=table.dtype,
+            name=f"{table.name.split(':')[0]}/{name}",
+            trainable=False,
+        )

@@ -14,6 +14,7 @@ import time
 
 import tensorflow as tf
 
+from easymatch.layers import sharded_tables
 from easymatch.training.cluster import (
     MULTI_WORKER,
     PARAMETER_SERVER,
@@ -82,11 +83,13 @@ def server_config(cluster: Cluster) -> tf.compat.v1.ConfigProto:
 def parameter_server_strategy(
     cluster: Cluster,
 ) -> tf.distribute.experimental.ParameterServerStrategy:
-    """PSS for the chief; variables round-robin over the ps tasks (the
-    large embedding tables shard themselves, see embedding_tables.py)."""
+    """PSS for the chief; variables round-robin over the ps tasks, large
+    embedding tables sharded over them (layers/sharded_tables.py)."""
     wait_for_peers(cluster, peer_timeout())
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    return tf.distribute.experimental.ParameterServerStrategy(resolver)
+    return tf.distribute.experimental.ParameterServerStrategy(
+        resolver, variable_partitioner=sharded_tables.partitioner
+    )
 
 
 def serve(cluster: Cluster, poll_seconds: float = 2.0) -> None:

@@ -1,0 +1,284 @@
+"""Parameter-server training: the chief's step loop on ClusterCoordinator.
+
+Under a TF_CONFIG with a `ps` job the chief runs this loop; `worker` and
+`ps` tasks only serve (strategies.serve). Variables live on the ps tasks:
+tables of at least `train_config.shard_min_bytes` as ShardedVariables
+(layers/sharded_tables.py) updated by ShardedRowSparse, every other
+variable whole on one ps, updated by its Keras optimizer. Each step is a
+closure the coordinator runs on whichever worker is free, asynchronously;
+the loop joins them at logging and checkpoint steps. A worker that fails
+has its closures rerun on another one (ClusterCoordinator's recovery).
+
+The batches are read on the chief and travel with their closure: the
+input pipeline calls into Python (`tf.numpy_function` readers and
+samplers), which a remote worker cannot run, so `create_per_worker_dataset`
+is not usable with it (tensorflow#48957). Checkpoints, evaluation,
+summaries and exports happen on the chief through the same hooks as in
+one process (loop.py); exports come from a one-process copy of the model
+restored from the sharded checkpoint, so the SavedModels are unsharded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from easymatch import checkpoint
+from easymatch.checkpoint.variables import sublayers
+from easymatch.data.dataset import make_dataset
+from easymatch.errors import ConfigError
+from easymatch.export.export_model import load_model
+from easymatch.layers import sharded_tables
+from easymatch.models.match_model import MatchModel, unpack_batch
+from easymatch.run_context import RunContext, create_model
+from easymatch.side_inputs import ITEM_ID, require
+from easymatch.training.hooks import Hook, TrainState
+from easymatch.training.loop import Trainer, default_hooks
+from easymatch.training.model_dir_lock import ModelDirLock
+from easymatch.training.sharded_sparse import ShardedRowSparse
+from easymatch.training.sparse_optimizers import _RowSparseOptimizer
+
+logger = logging.getLogger("easymatch")
+
+Coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator
+
+
+def table_sharding(
+    run: RunContext, num_ps: int
+) -> sharded_tables.TableSharding:
+    """train_config.shard_min_bytes, or by default one ps task's fair share
+    of all embedding table bytes (sharded_tables.default_min_bytes)."""
+    min_bytes = run.config.train_config.shard_min_bytes
+    if not min_bytes:
+        tables = {
+            feature.embedding_name: feature.num_embeddings
+            * feature.embedding_dim
+            * 4
+            for feature in run.feature_set.features
+            if getattr(feature, "embedding_name", "")
+            and getattr(feature, "embedding_dim", 0)
+        }
+        min_bytes = sharded_tables.default_min_bytes(
+            list(tables.values()), num_ps
+        )
+    return sharded_tables.TableSharding(num_ps, min_bytes)
+
+
+def sharded_tables_of(model: MatchModel) -> dict[str, tf.Variable]:
+    """Every sharded table of the model by name, once, in layer order."""
+    found: dict[str, tf.Variable] = {}
+    layers = [model]
+    while layers:
+        layer = layers.pop(0)
+        for name, table in getattr(layer, "sharded_tables", {}).items():
+            if all(table is not seen for seen in found.values()):
+                found[name] = table
+        layers.extend(sublayers(layer))
+    return found
+
+
+def create_sharded_model(
+    run: RunContext, strategy: tf.distribute.Strategy, num_ps: int
+) -> MatchModel:
+    """The model under PSS, large tables sharded, with `sharded_sparse`."""
+    with sharded_tables.sharding(table_sharding(run, num_ps)):
+        model = create_model(run.config, run.feature_set, strategy)
+    tables = sharded_tables_of(model)
+    optimizer = model.sparse_optimizer
+    if tables and not isinstance(optimizer, _RowSparseOptimizer):
+        raise ConfigError(
+            "train_config.sparse_optimizer: parameter-server training "
+            "updates sharded tables with a row-sparse optimizer; set one"
+        )
+    with strategy.scope():
+        model.sharded_sparse = ShardedRowSparse(
+            optimizer, list(tables.values())
+        )
+    for name, table in tables.items():
+        logger.info(
+            "table %s %s sharded over %d ps: %s",
+            name,
+            table.shape.as_list(),
+            len(table.variables),
+            [v.shape[0] for v in table.variables],
+        )
+    return model
+
+
+def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
+    """`step(batch, global_step)`: one training step on a worker; returns
+    the step's loss (cross entropy + regularization)."""
+    sharded: ShardedRowSparse = model.sharded_sparse
+    optimizers = [model.optimizer]
+    if model.sparse_optimizer is not None:
+        optimizers.append(model.sparse_optimizer)
+
+    def replica_step(batch, global_step):
+        features, side_inputs, _, sample_weight = unpack_batch(batch)
+        # The chief numbers the steps: concurrent steps would race on an
+        # assign_add, and Adam's bias correction and learning rate
+        # schedules read this count.
+        for optimizer in optimizers:
+            optimizer.iterations.assign(global_step)
+        if model.frequency_estimator is not None:
+            model.frequency_estimator.update(
+                require(side_inputs, ITEM_ID, "logq_correction")
+            )
+        shards = sharded.shard_variables()
+        sparse, dense = model.split_variables()
+        if model.sparse_optimizer is None:
+            sparse, dense = [], sparse + dense
+        with tf.GradientTape() as tape:
+            outputs = model(features, side_inputs, training=True)
+            loss, cross_entropy, _ = model._loss(outputs, sample_weight)
+        gradients = model._clip(tape.gradient(loss, shards + sparse + dense))
+        if shards:
+            sharded.apply(
+                gradients[: len(shards)], model.sparse_optimizer.learning_rate
+            )
+        gradients = gradients[len(shards) :]
+        if sparse:
+            model.sparse_optimizer.apply(gradients[: len(sparse)], sparse)
+        model.optimizer.apply(gradients[len(sparse) :], dense)
+        return cross_entropy + outputs["regularization_loss"]
+
+    @tf.function(reduce_retracing=True)
+    def step(batch, global_step):
+        return strategy.run(replica_step, args=(batch, global_step))
+
+    return step
+
+
+class ParameterServerTrainer(Trainer):
+    """The step loop of loop.Trainer, each step scheduled on a worker."""
+
+    def __init__(
+        self,
+        run: RunContext,
+        model: MatchModel,
+        hooks: Sequence[Hook],
+        strategy: tf.distribute.Strategy,
+    ) -> None:
+        super().__init__(run, model, hooks)
+        self.strategy = strategy
+        self.coordinator = Coordinator(strategy)
+        self.step_fn = make_ps_step(model, strategy)
+
+    def _batches(self, start_step: int):
+        config = self.run.config
+        num_epochs = (
+            None
+            if config.train_config.num_steps
+            else config.train_config.num_epochs
+        )
+        return iter(
+            make_dataset(
+                self.run.reader(config.train_input_path, training=True),
+                self.run.transform,
+                num_epochs=num_epochs,
+                skip_batches=start_step,
+                negatives=self.run.negatives(training=True),
+                first_step=start_step,
+            )
+        )
+
+    def _sync(self, step: int) -> None:
+        """Waits for every scheduled step; the step counters say `step`."""
+        self.coordinator.join()
+        self.model.optimizer.iterations.assign(step)
+        if self.model.sparse_optimizer is not None:
+            self.model.sparse_optimizer.iterations.assign(step)
+
+    def train(self) -> dict[str, float]:
+        state = TrainState(self.run, self.model, self.last_step, self.hooks)
+        for hook in self.hooks:
+            hook.on_train_begin(state)
+        step = state.start_step = int(self.model.optimizer.iterations.numpy())
+        batches = self._batches(step)
+        losses: list = []
+        tick, tick_step = time.perf_counter(), step
+        while step < self.last_step:
+            try:
+                batch = next(batches)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                logger.warning("training input ended at step %d", step)
+                break
+            losses.append(
+                self.coordinator.schedule(
+                    self.step_fn,
+                    args=(batch, tf.constant(step, tf.int64)),
+                )
+            )
+            step += 1
+            logging_step = step % self.log_every == 0 or step == self.last_step
+            saving = step % self.interval == 0
+            values = None
+            if logging_step or saving:
+                self._sync(step)
+            if logging_step:
+                now = time.perf_counter()
+                values = {
+                    "loss": float(np.mean([v.fetch() for v in losses])),
+                    "steps_per_sec": (step - tick_step) / (now - tick),
+                    "learning_rate": float(self.model.optimizer.learning_rate),
+                }
+                losses, tick, tick_step = [], now, step
+            for hook in self.hooks:
+                hook.after_steps(state, step, values)
+            if saving and step < self.last_step:
+                self._checkpoint(state, step)
+        self._sync(step)
+        if state.saved_step != step:
+            self._checkpoint(state, step)
+        for hook in self.hooks:
+            hook.on_train_end(state, step)
+        return state.metrics
+
+
+class UnshardedExport:
+    """after_evaluation for PS runs: exports a one-process model restored
+    from the checkpoint just evaluated (unsharded tables)."""
+
+    def __init__(self, export, run: RunContext) -> None:
+        self.export = export
+        self.run = run
+
+    def __call__(self, model: MatchModel, step: int, metrics: dict) -> None:
+        config = self.run.config
+        path = checkpoint.checkpoint_path(config.model_dir, step)
+        # Outside the strategy's scope: every variable is local and whole.
+        self.export(
+            load_model(config, path, self.run.feature_set), step, metrics
+        )
+
+
+def train_and_evaluate_ps(
+    config,
+    *,
+    strategy: tf.distribute.Strategy,
+    num_ps: int,
+    ignore_restore_optimizer: bool = False,
+    after_evaluation=None,
+    extra_hooks: Sequence[Hook] = (),
+) -> dict[str, float]:
+    """train_and_evaluate (loop.py) for the chief of a PS cluster."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    # Input, evaluation and hooks run on the chief, as in one process;
+    # only the model lives on the cluster.
+    run = RunContext(config)
+    export = (
+        UnshardedExport(after_evaluation, run) if after_evaluation else None
+    )
+    hooks = default_hooks(
+        config,
+        ignore_restore_optimizer=ignore_restore_optimizer,
+        after_evaluation=export,
+    ) + list(extra_hooks)
+    with ModelDirLock(config.model_dir):
+        model = create_sharded_model(run, strategy, num_ps)
+        return ParameterServerTrainer(run, model, hooks, strategy).train()
