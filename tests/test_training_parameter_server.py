@@ -16,14 +16,17 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import tensorflow as tf
 from conftest import DEMO_CONFIG, ROOT, demo_edits, run_cli
 from serving import signature_rows
 
-from easymatch.checkpoint import checkpoint_path, sublayers
+from easymatch.checkpoint import checkpoint_path, make_checkpoint, sublayers
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import load_model
+from easymatch.features.builder import build_feature_set
 from easymatch.launch import free_port
 from easymatch.layers import EmbeddingTables
+from easymatch.models.builder import build_model
 
 pytestmark = pytest.mark.slow
 
@@ -352,3 +355,125 @@ def test_killed_worker_does_not_stop_training(taobao_data, tmp_path):
     assert killed == [-signal.SIGKILL]
     assert status == 0, log[-3000:]
     assert _steps(model_dir) == [20, 40]
+
+
+def _model_variables(path) -> dict[str, np.ndarray]:
+    reader = tf.train.load_checkpoint(str(path))
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name.startswith("model/")
+    }
+
+
+def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
+    """From the same weights, two steps on one worker (sharded tables,
+    Adagrad slots on the ps, Adam for the towers) give the weights of
+    two one-process steps: the same batches, the same updates."""
+    monkeypatch.setenv("PYTHON_RANDOM_SEED", "7")
+    config = load_pipeline_config(
+        str(DEMO_CONFIG), demo_edits(taobao_data, tmp_path / "init")
+    )
+    initial = str(tmp_path / "init" / "model.ckpt-0")
+    make_checkpoint(
+        build_model(config, build_feature_set(config)), with_optimizers=False
+    ).write(initial)
+    options = {
+        "train_config.num_steps": 2,
+        "train_config.save_checkpoints_steps": 2,
+        "train_config.log_step_count_steps": 1,
+        "train_config.fine_tune_checkpoint": initial,
+        "eval_config.num_steps": 1,
+    }
+    one = tmp_path / "one"
+    result = run_cli(
+        "easymatch.train_eval",
+        "--pipeline_config_path",
+        str(DEMO_CONFIG),
+        "--edit_config_json",
+        _edits(taobao_data, one, **options),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ps = tmp_path / "ps"
+    edits = _edits(taobao_data, ps, **options)
+    status, log = _run_cluster(
+        _cluster(num_workers=1),
+        ["-m", "easymatch.train_eval", "--pipeline_config_path"]
+        + [str(DEMO_CONFIG), "--edit_config_json", edits],
+        edits,
+        tmp_path / "logs",
+    )
+    assert status == 0, log[-3000:]
+    assert "table user_id_emb [2000, 16] sharded over 2 ps" in log
+    expected = _model_variables(checkpoint_path(str(one), 2))
+    trained = _model_variables(checkpoint_path(str(ps), 2))
+    assert set(trained) == set(expected)
+    initial_values = _model_variables(initial)
+    for name, value in expected.items():
+        # Only float reassociation between the two placements differs.
+        np.testing.assert_allclose(trained[name], value, rtol=1e-5, atol=1e-7)
+    moved = [
+        n
+        for n in expected
+        if not np.array_equal(expected[n], initial_values[n])
+    ]
+    assert any("user_id_emb" in name for name in moved)
+
+
+# A per-worker dataset over a Python generator: where does it run?
+PER_WORKER = textwrap.dedent(
+    """
+    import json, os, sys
+    import tensorflow as tf
+    strategy = tf.distribute.experimental.ParameterServerStrategy(
+        tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    )
+    coordinator = (
+        tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    )
+    with strategy.scope():
+        total = tf.Variable(0, dtype=tf.int64)
+
+    def rows():
+        for value in range(1, 4):
+            print("generator pid", os.getpid(), flush=True)
+            yield value
+
+    def dataset_fn():
+        return tf.data.Dataset.from_generator(
+            rows, output_signature=tf.TensorSpec([], tf.int64)
+        )
+
+    iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
+
+    @tf.function
+    def step(iterator):
+        return strategy.run(total.assign_add, args=(next(iterator),))
+
+    for _ in range(3):
+        coordinator.schedule(step, args=(iterator,))
+    coordinator.join()
+    print(json.dumps({"total": int(total.numpy()), "chief": os.getpid()}))
+    sys.stdout.flush()
+    os._exit(0)
+    """
+)
+
+
+def test_per_worker_generator_runs_on_the_chief(taobao_data, tmp_path):
+    """Why ps_loop ships batches: TF 2.20 runs a per-worker dataset's
+    Python generator in the chief's process, not on the worker."""
+    edits = _edits(taobao_data, tmp_path / "model")
+    status, log = _run_cluster(
+        _cluster(num_workers=1, num_ps=1),
+        ["-c", PER_WORKER],
+        edits,
+        tmp_path / "logs",
+    )
+    assert status == 0, log[-3000:]
+    result = json.loads(log.strip().splitlines()[-1])
+    assert result["total"] == 1 + 2 + 3
+    pids = {
+        line.split()[-1] for line in log.splitlines() if "generator pid" in line
+    }
+    assert pids == {str(result["chief"])}
