@@ -368,23 +368,29 @@ def _model_variables(path) -> dict[str, np.ndarray]:
 
 def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
     """From the same weights, two steps on one worker (sharded tables,
-    Adagrad slots on the ps, Adam for the towers) give the weights of
-    two one-process steps: the same batches, the same updates."""
+    Adagrad slots on the ps, Adam for the towers, logQ's frequency
+    estimator) give the weights and estimator state of two one-process
+    steps: the same batches, the same updates."""
     monkeypatch.setenv("PYTHON_RANDOM_SEED", "7")
+    options = {
+        "train_config.num_steps": 2,
+        "train_config.save_checkpoints_steps": 2,
+        "train_config.log_step_count_steps": 1,
+        "eval_config.num_steps": 1,
+        # In-batch logQ from the streaming frequency estimator, whose
+        # state (on a ps under PS) the checkpoints hold too.
+        "model_config.dssm.logq_correction": True,
+        "model_config.dssm.item_id_field": "adgroup_id",
+        "model_config.dssm.candidate_probability": {"streaming": {}},
+    }
     config = load_pipeline_config(
-        str(DEMO_CONFIG), demo_edits(taobao_data, tmp_path / "init")
+        str(DEMO_CONFIG), _edits(taobao_data, tmp_path / "init", **options)
     )
     initial = str(tmp_path / "init" / "model.ckpt-0")
     make_checkpoint(
         build_model(config, build_feature_set(config)), with_optimizers=False
     ).write(initial)
-    options = {
-        "train_config.num_steps": 2,
-        "train_config.save_checkpoints_steps": 2,
-        "train_config.log_step_count_steps": 1,
-        "train_config.fine_tune_checkpoint": initial,
-        "eval_config.num_steps": 1,
-    }
+    options["train_config.fine_tune_checkpoint"] = initial
     one = tmp_path / "one"
     result = run_cli(
         "easymatch.train_eval",
@@ -418,6 +424,7 @@ def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
         if not np.array_equal(expected[n], initial_values[n])
     ]
     assert any("user_id_emb" in name for name in moved)
+    assert any("FrequencyEstimator" in name for name in moved)
 
 
 # A per-worker dataset over a Python generator: where does it run?
