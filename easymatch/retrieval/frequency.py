@@ -29,6 +29,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from easymatch.training.varying_gather import varying_gather
+
 
 @keras.saving.register_keras_serializable(package="easymatch")
 class FrequencyEstimator(keras.layers.Layer):
@@ -75,6 +77,9 @@ class FrequencyEstimator(keras.layers.Layer):
         self.sightings = (
             self._state("sightings", size, "int32") if warm_start else None
         )
+        # Batches change size (the last of an epoch), also between the
+        # steps of one call.
+        self._gather = varying_gather()
         self.built = True
 
     def _state(self, name: str, shape: tuple, dtype: str) -> keras.Variable:
@@ -103,7 +108,9 @@ class FrequencyEstimator(keras.layers.Layer):
     def update(self, item_ids: tf.Tensor) -> tf.Operation:
         """Records one training step that saw ``item_ids`` (this replica's)."""
         context = tf.distribute.get_replica_context()
-        if context is not None and context.num_replicas_in_sync > 1:
+        if context is not None and self._gather is not None:
+            item_ids = self._gather([item_ids], self.step.value)[0]
+        elif context is not None and context.num_replicas_in_sync > 1:
             item_ids = context.all_gather(item_ids, axis=0)
         slots = self._slots(item_ids)
         repeats = None

@@ -85,15 +85,10 @@ def save_interval(config, steps_per_epoch: int) -> int:
     return max(train_config.save_checkpoints_steps, 1)
 
 
-def steps_per_call(config, strategy: tf.distribute.Strategy) -> int:
-    per_call = max(config.train_config.steps_per_execution, 1)
-    if strategy.num_replicas_in_sync > 1 and per_call > 1:
-        # In a tf.while_loop, the replicas' all-gathers of differently
-        # sized id sets (row-sparse updates) get mismatched collective
-        # instances in TF 2.20; one step per call keeps them in step.
-        logger.info("steps_per_execution is 1 with several replicas")
-        per_call = 1
-    return per_call
+def steps_per_call(config) -> int:
+    # Several replicas too: their row-sparse gradients are summed by
+    # gathers that change shape from step to step (varying_gather.py).
+    return max(config.train_config.steps_per_execution, 1)
 
 
 def train_iterator(run: RunContext, start_step: int):
@@ -157,7 +152,7 @@ class Trainer:
         self.last_step = total_steps(config, steps_per_epoch)
         self.interval = save_interval(config, steps_per_epoch)
         self.log_every = max(config.train_config.log_step_count_steps, 1)
-        self.per_call = steps_per_call(config, run.strategy)
+        self.per_call = steps_per_call(config)
         # Where CheckpointHook saves (model_dir unless a scratch dir).
         self.checkpoint_dir = config.model_dir
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from easymatch.errors import ConfigError
 from easymatch.training.optimizers import learning_rate, optimizer_params
+from easymatch.training.varying_gather import varying_gather
 
 # Base options that act on whole tables every step, which is what these
 # optimizers exist to avoid.
@@ -66,11 +67,41 @@ class _RowSparseOptimizer(keras.optimizers.Optimizer):
         if self.built:
             return
         super().build(var_list)
+        # Under MirroredStrategy and MWMS, row-sparse gradients are summed
+        # over replicas by gathers that work several steps per call.
+        self._gather = varying_gather()
         self._slots = [
             self.add_optimizer_variables(
                 var_list, name, initializer=keras.initializers.Constant(value)
             )
             for name, value in self._slot_specs()
+        ]
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        context = tf.distribute.get_replica_context()
+        gather = getattr(self, "_gather", None)
+        if gather is None or context is None:
+            return super()._all_reduce_sum_gradients(grads_and_vars)
+        pairs = list(grads_and_vars)
+        sparse = [
+            i
+            for i, (g, _) in enumerate(pairs)
+            if isinstance(g, tf.IndexedSlices)
+        ]
+        others = [p for i, p in enumerate(pairs) if i not in sparse]
+        reduced = dict(
+            zip(
+                sparse,
+                gather.sum_indexed_slices(
+                    [pairs[i][0] for i in sparse], self.iterations.value
+                ),
+                strict=True,
+            )
+        )
+        reduced_others = iter(super()._all_reduce_sum_gradients(others))
+        return [
+            (reduced[i], v) if i in reduced else next(reduced_others)
+            for i, (_, v) in enumerate(pairs)
         ]
 
     def update_step(
