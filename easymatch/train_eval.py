@@ -46,7 +46,7 @@ def main(args) -> None:
         train_and_evaluate_ps(
             config,
             strategy=strategy,
-            num_ps=cluster.num_ps,
+            cluster=cluster,
             ignore_restore_optimizer=args.ignore_restore_optimizer,
             after_evaluation=make_exporter(config),
         )

@@ -69,7 +69,7 @@ CHIEF = textwrap.dedent(
     train_and_evaluate_ps(
         config,
         strategy=make_strategy(cluster, PARAMETER_SERVER),
-        num_ps=cluster.num_ps,
+        cluster=cluster,
         extra_hooks=[DumpShards()],
     )
     """
@@ -484,3 +484,45 @@ def test_per_worker_generator_runs_on_the_chief(taobao_data, tmp_path):
         line.split()[-1] for line in log.splitlines() if "generator pid" in line
     }
     assert pids == {str(result["chief"])}
+
+
+def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
+    taobao_data, tmp_path
+):
+    model_dir = tmp_path / "model"
+    edits = _edits(
+        taobao_data,
+        model_dir,
+        **{
+            "train_config.num_steps": 30,
+            "train_config.save_checkpoints_steps": 10,
+            "train_config.log_step_count_steps": 10,
+        },
+    )
+    command = ["-m", "easymatch.train_eval", "--pipeline_config_path"]
+    command += [str(DEMO_CONFIG), "--edit_config_json", edits]
+    jobs = _cluster()
+    killed = []
+
+    def kill_ps_1(log: str, processes: dict) -> None:
+        if not killed and "eval at step 10" in log:
+            processes["ps", 1].send_signal(signal.SIGKILL)
+            killed.append(processes["ps", 1].wait())
+
+    status, log = _run_cluster(
+        jobs, command, edits, tmp_path / "logs", on_progress=kill_ps_1
+    )
+    assert killed == [-signal.SIGKILL]
+    assert status == 2, log[-3000:]
+    latest = tf.train.latest_checkpoint(str(model_dir))
+    step = int(latest.rsplit("-", 1)[1])
+    assert step in (10, 20)
+    assert (
+        f"easymatch: error: TF_CONFIG: ps 1 ({jobs['ps'][1]}) is gone; "
+        f"restart every task to resume from the checkpoint of step {step}"
+    ) in log
+    # The restarted cluster (new ports) continues from that checkpoint.
+    status, log = _run_cluster(_cluster(), command, edits, tmp_path / "again")
+    assert status == 0, log[-3000:]
+    assert f"resuming from {latest}" in log
+    assert _steps(model_dir)[-1] == 30

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Sequence
 
@@ -39,6 +40,7 @@ from easymatch.layers import sharded_tables
 from easymatch.models.match_model import MatchModel, unpack_batch
 from easymatch.run_context import RunContext, create_model
 from easymatch.side_inputs import ITEM_ID, require
+from easymatch.training.cluster import Cluster, ClusterError
 from easymatch.training.hooks import Hook, TrainState
 from easymatch.training.loop import Trainer, default_hooks
 from easymatch.training.model_dir_lock import ModelDirLock
@@ -165,9 +167,11 @@ class ParameterServerTrainer(Trainer):
         model: MatchModel,
         hooks: Sequence[Hook],
         strategy: tf.distribute.Strategy,
+        cluster: Cluster,
     ) -> None:
         super().__init__(run, model, hooks)
         self.strategy = strategy
+        self.cluster = cluster
         self.coordinator = Coordinator(strategy)
         self.step_fn = make_ps_step(model, strategy)
 
@@ -198,6 +202,30 @@ class ParameterServerTrainer(Trainer):
 
     def train(self) -> dict[str, float]:
         state = TrainState(self.run, self.model, self.last_step, self.hooks)
+        try:
+            return self._train(state)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
+            raise self._lost(error, state) from None
+
+    def _lost(self, error: tf.errors.OpError, state: TrainState) -> Exception:
+        """One line naming the task that went away (a ps: a worker's
+        closures are rerun elsewhere and do not end up here)."""
+        found = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", str(error))
+        task = "a task"
+        if found:
+            job, index = found.group(1), int(found.group(2))
+            task = f"{job} {index} ({self.cluster.address(job, index)})"
+        resume = (
+            f"the checkpoint of step {state.saved_step}"
+            if state.saved_step is not None
+            else "the start (no checkpoint yet)"
+        )
+        return ClusterError(
+            f"TF_CONFIG: {task} is gone; restart every task to resume "
+            f"from {resume}"
+        )
+
+    def _train(self, state: TrainState) -> dict[str, float]:
         for hook in self.hooks:
             hook.on_train_begin(state)
         step = state.start_step = int(self.model.optimizer.iterations.numpy())
@@ -263,7 +291,7 @@ def train_and_evaluate_ps(
     config,
     *,
     strategy: tf.distribute.Strategy,
-    num_ps: int,
+    cluster: Cluster,
     ignore_restore_optimizer: bool = False,
     after_evaluation=None,
     extra_hooks: Sequence[Hook] = (),
@@ -282,5 +310,7 @@ def train_and_evaluate_ps(
         after_evaluation=export,
     ) + list(extra_hooks)
     with ModelDirLock(config.model_dir):
-        model = create_sharded_model(run, strategy, num_ps)
-        return ParameterServerTrainer(run, model, hooks, strategy).train()
+        model = create_sharded_model(run, strategy, cluster.num_ps)
+        return ParameterServerTrainer(
+            run, model, hooks, strategy, cluster
+        ).train()
