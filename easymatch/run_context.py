@@ -24,12 +24,14 @@ from easymatch.features import FeatureSet
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
+from easymatch.specs.derive import derive_specs
 from easymatch.training.optimizers import build_optimizer
 from easymatch.training.sparse_optimizers import build_sparse_optimizer
 
 
 class RunContext:
-    """What a train, eval or export run derives from its config, once."""
+    """What a train, eval or export run derives from its config, once:
+    the feature set, the specs (`easymatch.specs`), the samplers."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class RunContext:
         self.config = config
         self.strategy = strategy or tf.distribute.get_strategy()
         self.feature_set = feature_set or build_feature_set(config)
+        self.specs = derive_specs(config, self.feature_set.specs())
         self._negatives: dict[bool, Negatives | None] = {}
 
     @functools.cached_property
@@ -83,32 +86,29 @@ class RunContext:
             return 1
         return max(strategy.num_replicas_in_sync // max(local, 1), 1)
 
-    def create_model(self) -> MatchModel:
-        """The model with its variables and optimizer slots, built under
-        the strategy without reading any data."""
-        return create_model(self.config, self.feature_set, self.strategy)
+    def create_model(
+        self, strategy: tf.distribute.Strategy | None = None
+    ) -> MatchModel:
+        """The model, its variables and optimizer slots, built under
+        `strategy` (default: the run's) without reading any data.
 
-
-def create_model(
-    config, feature_set: FeatureSet, strategy: tf.distribute.Strategy
-) -> MatchModel:
-    """Builds model, variables and optimizer slots under the strategy.
-
-    The model's layers create every variable when constructed: their
-    shapes follow from the config, not from a batch. logQ's exact item
-    counts come from model_dir (counted there on the first run).
-    """
-    train_config = config.train_config
-    item_counts = load_or_count(config, feature_set)
-    with strategy.scope():
-        model = build_model(config, feature_set, item_counts)
-        model.compile(
-            dense_optimizer=build_optimizer(
-                train_config.dense_optimizer, "train_config.dense_optimizer"
-            ),
-            sparse_optimizer=build_sparse_optimizer(
-                train_config.sparse_optimizer, "train_config.sparse_optimizer"
-            ),
-        )
-        model.build_optimizers()
-    return model
+        The layers create every variable when constructed: their shapes
+        follow from the specs, not from a batch. logQ's exact item counts
+        come from model_dir (counted there on the first run).
+        """
+        train_config = self.config.train_config
+        item_counts = load_or_count(self.config, self.feature_set)
+        with (strategy or self.strategy).scope():
+            model = build_model(self.specs.model, item_counts)
+            model.compile(
+                dense_optimizer=build_optimizer(
+                    train_config.dense_optimizer,
+                    "train_config.dense_optimizer",
+                ),
+                sparse_optimizer=build_sparse_optimizer(
+                    train_config.sparse_optimizer,
+                    "train_config.sparse_optimizer",
+                ),
+            )
+            model.build_optimizers()
+        return model

@@ -48,7 +48,7 @@ def main(args) -> None:
             strategy=strategy,
             cluster=cluster,
             ignore_restore_optimizer=args.ignore_restore_optimizer,
-            after_evaluation=make_exporter(config),
+            make_exporter=make_exporter,
         )
         return
     # With export_config, towers are exported to model_dir/export/ after
@@ -57,7 +57,7 @@ def main(args) -> None:
         config,
         strategy=strategy,
         ignore_restore_optimizer=args.ignore_restore_optimizer,
-        after_evaluation=make_exporter(config),
+        make_exporter=make_exporter,
     )
 
 

@@ -20,8 +20,8 @@ from tensorflow_serving.apis import (
 from easymatch import checkpoint as checkpoints
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import export
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
+from easymatch.run_context import RunContext
 from easymatch.serve.process import ServeProcess
 from easymatch.serve.servable import signature_defs
 
@@ -74,13 +74,14 @@ def make_served_export(taobao_data: Path, root: Path) -> dict:
     config = load_pipeline_config(
         str(DEMO_CONFIG), demo_edits(taobao_data, root / "model")
     )
-    model = build_model(config, build_feature_set(config))
+    run = RunContext(config)
+    model = build_model(run.specs.model)
     checkpoint = checkpoints.make_checkpoint(
         model, with_optimizers=False
     ).write(str(root / "model" / "model.ckpt-0"))
     export_dir = root / "x"
     export(
-        config,
+        run,
         checkpoint,
         str(export_dir),
         item_input_path=str(taobao_data / "item.parquet"),

@@ -10,9 +10,9 @@ from conftest import ROOT
 
 from easymatch.config import load_pipeline_config
 from easymatch.errors import ConfigError
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import model_kwargs
 from easymatch.protos import match_model_pb2
+from easymatch.run_context import RunContext
 
 PLANTED = str(ROOT / "samples" / "dssm_planted.config")
 FIELD = "model_config.dssm.candidate_probability"
@@ -33,7 +33,7 @@ def test_unset_or_empty_means_exact_training_counts():
     unset = load()
     unset.model_config.dssm.ClearField("candidate_probability")
     for config in (empty, unset):
-        _, kwargs = model_kwargs(config, build_feature_set(config))
+        kwargs = model_kwargs(RunContext(config).specs.model)
         assert kwargs["candidate_probability"] == {"source": "train_counts"}
 
 
@@ -50,7 +50,7 @@ def test_streaming_options_reach_the_model():
             }
         }
     )
-    _, kwargs = model_kwargs(config, build_feature_set(config))
+    kwargs = model_kwargs(RunContext(config).specs.model)
     assert kwargs["candidate_probability"] == {
         "source": "streaming",
         "num_buckets": 4096,
@@ -93,7 +93,7 @@ def test_bad_streaming_options_name_the_field(streaming: dict, message: str):
 
 def test_streaming_defaults_are_yi_et_al_with_count_repeats():
     config = load(**{FIELD: {"streaming": {}}})
-    _, kwargs = model_kwargs(config, build_feature_set(config))
+    kwargs = model_kwargs(RunContext(config).specs.model)
     assert kwargs["candidate_probability"] == {
         "source": "streaming",
         "num_buckets": 1 << 20,

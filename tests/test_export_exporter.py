@@ -25,15 +25,17 @@ from easymatch.export.exporter import (
     make_exporter,
     versions,
 )
+from easymatch.run_context import RunContext
 
 
-def demo_config(model_dir: Path, **export_fields):
+def demo_run(model_dir: Path, **export_fields) -> RunContext:
     edits = {"model_dir": str(model_dir)}
     edits.update({f"export_config.{k}": v for k, v in export_fields.items()})
-    return load_pipeline_config(str(DEMO_CONFIG), json.dumps(edits))
+    config = load_pipeline_config(str(DEMO_CONFIG), json.dumps(edits))
+    return RunContext(config)
 
 
-def stub_towers(model, config, directory, **kwargs):
+def stub_towers(model, run, directory, **kwargs):
     for side in ("user", "item"):
         os.makedirs(os.path.join(directory, side))
         Path(directory, side, "saved_model.pb").write_text(side)
@@ -65,10 +67,10 @@ def assert_views_match(exporter: Exporter) -> None:
 
 
 def test_best_exporter_keeps_the_best_metric_version(tmp_path, stubbed):
-    config = demo_config(
+    run = demo_run(
         tmp_path, exporter_type="best", best_exporter_metric="recall@5"
     )
-    exporter = Exporter(config, keep=2)
+    exporter = Exporter(run, keep=2)
     sequence = [0.3, 0.2, 0.5, 0.5, 0.6, 0.1]
     exported = [
         exporter(None, 5 * (i + 1), {"recall@5": v, "recall@1": 0.0})
@@ -90,13 +92,13 @@ def test_best_exporter_keeps_the_best_metric_version(tmp_path, stubbed):
 
 
 def test_best_exporter_with_smaller_is_better(tmp_path, stubbed):
-    config = demo_config(
+    run = demo_run(
         tmp_path,
         exporter_type="best",
         best_exporter_metric="softmax_cross_entropy",
         metric_larger_is_better=False,
     )
-    exporter = Exporter(config)
+    exporter = Exporter(run)
     for step, loss in enumerate([2.0, 2.5, float("nan"), 1.0, 1.0]):
         exporter(None, step, {"softmax_cross_entropy": loss})
     metrics = exported_metrics(exporter, "softmax_cross_entropy")
@@ -104,18 +106,18 @@ def test_best_exporter_with_smaller_is_better(tmp_path, stubbed):
 
 
 def test_best_exporter_needs_its_metric(tmp_path, stubbed):
-    config = demo_config(
+    run = demo_run(
         tmp_path, exporter_type="best", best_exporter_metric="recall@5"
     )
     with pytest.raises(EasyMatchError, match="'recall@5' is not in"):
-        Exporter(config)(None, 1, {"recall@1": 0.5})
+        Exporter(run)(None, 1, {"recall@1": 0.5})
 
 
 def test_latest_exporter_versions_increase_within_a_second(
     tmp_path, stubbed, monkeypatch
 ):
     monkeypatch.setattr(exporter_module.time, "time", lambda: 1700000000.5)
-    exporter = make_exporter(demo_config(tmp_path, exporter_type="latest"))
+    exporter = make_exporter(demo_run(tmp_path, exporter_type="latest"))
     for step in range(7):
         exporter(None, step, {"recall@5": 0.0})
     assert exporter.directory == str(tmp_path / "export" / "latest")
@@ -124,15 +126,15 @@ def test_latest_exporter_versions_increase_within_a_second(
 
 
 def test_no_exporter_without_export_config(tmp_path):
-    assert make_exporter(demo_config(tmp_path)) is None
+    assert make_exporter(demo_run(tmp_path)) is None
 
 
 def test_crash_during_export_leaves_no_version(tmp_path, monkeypatch):
-    def crash(model, config, directory, **kwargs):
-        stub_towers(model, config, directory)
+    def crash(model, run, directory, **kwargs):
+        stub_towers(model, run, directory)
         raise RuntimeError("injected crash")
 
-    exporter = Exporter(demo_config(tmp_path, exporter_type="latest"))
+    exporter = Exporter(demo_run(tmp_path, exporter_type="latest"))
     monkeypatch.setattr(exporter_module, "write_towers", stub_towers)
     exporter(None, 1, {})
     monkeypatch.setattr(exporter_module, "write_towers", crash)
@@ -148,7 +150,7 @@ def test_crash_during_export_leaves_no_version(tmp_path, monkeypatch):
 
 
 def test_views_are_repaired_after_a_crash_before_linking(tmp_path, stubbed):
-    exporter = Exporter(demo_config(tmp_path, exporter_type="latest"))
+    exporter = Exporter(demo_run(tmp_path, exporter_type="latest"))
     orphan = Path(exporter.directory, "1000")
     stub_towers(None, None, str(orphan))
     os.makedirs(Path(exporter.directory, "user"))
@@ -173,13 +175,13 @@ def test_retrieval_view_links_versions_that_have_one(tmp_path, monkeypatch):
     """Only versions written with an item corpus have retrieval/."""
     with_retrieval = [False, True, True]
 
-    def towers(model, config, directory, **kwargs):
-        stub_towers(model, config, directory)
+    def towers(model, run, directory, **kwargs):
+        stub_towers(model, run, directory)
         if with_retrieval.pop(0):
             os.makedirs(os.path.join(directory, "retrieval"))
 
     monkeypatch.setattr(exporter_module, "write_towers", towers)
-    exporter = Exporter(demo_config(tmp_path, exporter_type="latest"), keep=2)
+    exporter = Exporter(demo_run(tmp_path, exporter_type="latest"), keep=2)
     exporter(None, 1, {})
     assert not Path(exporter.directory, "retrieval").exists()
     exporter(None, 2, {})

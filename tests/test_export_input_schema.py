@@ -18,6 +18,7 @@ from easymatch.export.input_schema import (
     type_from_name,
 )
 from easymatch.export.warmup import WARMUP_FILE
+from easymatch.run_context import RunContext
 from easymatch.training.loop import train_and_evaluate
 
 
@@ -72,7 +73,7 @@ def test_eval_and_export_after_the_training_data_is_gone(trained):
     model_dir = root / "model"
     for name in (INPUT_SCHEMA, INPUT_SAMPLE):
         (model_dir / name).rename(root / name)
-    with_data = export(config, None, str(root / "with_data"))
+    with_data = export(RunContext(config), None, str(root / "with_data"))
     for name in (INPUT_SCHEMA, INPUT_SAMPLE):
         (root / name).rename(model_dir / name)
 
@@ -88,7 +89,7 @@ def test_eval_and_export_after_the_training_data_is_gone(trained):
     assert json.loads(result.stdout)["global_step"] == 6
 
     (root / "data" / "eval.parquet").unlink()
-    without = export(config, None, str(root / "without_data"))
+    without = export(RunContext(config), None, str(root / "without_data"))
     for side in ("user", "item"):
         assert signature_dtypes(without[side]) == signature_dtypes(
             with_data[side]

@@ -31,8 +31,8 @@ from easymatch.export.retrieval_model import (
 )
 from easymatch.export.scann_index import ItemIndex
 from easymatch.export.warmup import WARMUP_FILE
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
+from easymatch.run_context import RunContext
 
 TOP_K = 20
 USERS = 16
@@ -70,13 +70,14 @@ def exported(taobao_data, tmp_path_factory):
     config = load_pipeline_config(
         str(DEMO_CONFIG), demo_edits(taobao_data, root / "model")
     )
-    features = build_feature_set(config)
-    model = build_model(config, features)
+    run = RunContext(config)
+    features = run.feature_set
+    model = build_model(run.specs.model)
     checkpoint = checkpoints.make_checkpoint(
         model, with_optimizers=False
     ).write(str(root / "model" / "model.ckpt-0"))
     paths = export(
-        config,
+        RunContext(config),
         checkpoint,
         str(root / "x"),
         item_input_path=str(taobao_data / "item.parquet"),
@@ -276,7 +277,9 @@ def test_index_is_tuned_on_the_user_tower_of_eval_rows(exported):
 )
 def test_bad_flags_fail_before_exporting(exported, tmp_path, flags, message):
     with pytest.raises(EasyMatchError, match=message):
-        export(exported["config"], None, str(tmp_path / "y"), **flags)
+        export(
+            RunContext(exported["config"]), None, str(tmp_path / "y"), **flags
+        )
     assert not (tmp_path / "y").exists()
 
 
@@ -305,7 +308,7 @@ def test_duplicate_corpus_ids_name_the_file(exported, taobao_data, tmp_path):
         DataError, match=f"{corpus}: item id '{first}' occurs 2 times"
     ):
         export(
-            exported["config"],
+            RunContext(exported["config"]),
             exported["checkpoint"],
             str(tmp_path / "y"),
             item_input_path=str(corpus),

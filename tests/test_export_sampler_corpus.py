@@ -11,6 +11,7 @@ from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import export
 from easymatch.export.sampler_corpus import write_sampler_corpus
 from easymatch.export.scann_index import ItemIndex
+from easymatch.run_context import RunContext
 from easymatch.training.loop import train_and_evaluate
 
 
@@ -30,7 +31,7 @@ def test_export_indexes_every_item_of_the_sampler_table(taobao_data, tmp_path):
         ),
     )
     train_and_evaluate(config)
-    paths = export(config, None, str(tmp_path / "export"))
+    paths = export(RunContext(config), None, str(tmp_path / "export"))
     index = ItemIndex.load(paths["item_index"])
     table_ids = [
         line.split("\t")[0]

@@ -28,9 +28,9 @@ from easymatch.export.predictor import TowerRunner, predict
 from easymatch.export.scann_index import ItemIndex
 from easymatch.export.warmup import WARMUP_FILE
 from easymatch.features import FeatureSet
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
+from easymatch.run_context import RunContext
 
 ROWS = 16
 
@@ -158,13 +158,14 @@ def exported(taobao_data, tmp_path_factory) -> Iterator[Exported]:
     config = load_pipeline_config(
         str(DEMO_CONFIG), demo_edits(taobao_data, root / "model")
     )
-    features = build_feature_set(config)
-    model = build_model(config, features)
+    run = RunContext(config)
+    features = run.feature_set
+    model = build_model(run.specs.model)
     checkpoint = checkpoints.make_checkpoint(
         model, with_optimizers=False
     ).write(str(root / "model" / "model.ckpt-0"))
     export(
-        config,
+        RunContext(config),
         checkpoint,
         str(root / "x"),
         item_input_path=str(taobao_data / "item.parquet"),
@@ -320,14 +321,18 @@ def test_crash_mid_export_leaves_no_directory(exported, monkeypatch):
     )
     target = exported.directory.parent / "crashed"
     with pytest.raises(RuntimeError, match="injected crash"):
-        export(exported.config, exported.checkpoint, str(target))
+        export(RunContext(exported.config), exported.checkpoint, str(target))
     assert not target.exists()
     assert not list(exported.directory.parent.glob("crashed*"))
 
 
 def test_existing_export_dir_is_an_error(exported):
     with pytest.raises(EasyMatchError, match="already exists"):
-        export(exported.config, exported.checkpoint, str(exported.directory))
+        export(
+            RunContext(exported.config),
+            exported.checkpoint,
+            str(exported.directory),
+        )
 
 
 def test_best_checkpoint_is_selected_by_the_eval_results(exported, tmp_path):

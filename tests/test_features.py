@@ -197,7 +197,7 @@ def test_feature_set_reports_columns_and_specs():
         "price": "float",
         "tags": "string",
     }
-    assert [spec["kind"] for spec in features.model_specs()] == [
+    assert [spec.kind for spec in features.specs()] == [
         "sparse",
         "dense",
         "dense",

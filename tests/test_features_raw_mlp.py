@@ -23,6 +23,7 @@ from easymatch.errors import ConfigError
 from easymatch.features.builder import build_feature_set
 from easymatch.layers.embedding_group import EmbeddingGroup
 from easymatch.protos import feature_pb2
+from easymatch.specs import FeatureSpec, GroupSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 MLPEMB = (
@@ -43,11 +44,11 @@ def _mlpemb_text() -> str:
 
 
 FEATURES = [
-    {"name": "price", "kind": "dense", "value_dim": 1, "mlp_dim": 3},
-    {"name": "vec", "kind": "dense", "value_dim": 2, "mlp_dim": 4},
-    {"name": "raw", "kind": "dense", "value_dim": 2},
+    FeatureSpec.dense("price", value_dim=1, mlp_dim=3),
+    FeatureSpec.dense("vec", value_dim=2, mlp_dim=4),
+    FeatureSpec.dense("raw", value_dim=2),
 ]
-GROUPS = [{"name": "item", "feature_names": ["price", "vec", "raw"]}]
+GROUPS = [GroupSpec("item", ("price", "vec", "raw"))]
 
 
 def test_group_projects_each_mlp_feature_with_its_own_weight() -> None:
@@ -76,8 +77,8 @@ def test_group_projects_each_mlp_feature_with_its_own_weight() -> None:
 
 def test_mlp_weight_is_glorot_normal_as_in_torcheasyrec() -> None:
     keras.utils.set_random_seed(1)
-    spec = {"name": "x", "kind": "dense", "value_dim": 64, "mlp_dim": 192}
-    group = EmbeddingGroup([spec], [{"name": "g", "feature_names": ["x"]}])
+    spec = FeatureSpec.dense("x", value_dim=64, mlp_dim=192)
+    group = EmbeddingGroup([spec], [GroupSpec("g", ("x",))])
     values = group.weights[0].numpy()
     assert abs(values.std() - math.sqrt(2 / (64 + 192))) < 0.005
     assert abs(values.mean()) < 0.005
@@ -106,17 +107,12 @@ def test_torcheasyrec_mlpemb_config_features(caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="easymatch.config"):
         config = load_pipeline_config_from_text(_mlpemb_text(), "m.config")
     feature_set = build_feature_set(config)
-    specs = {f.feature_name: f.model_spec() for f in feature_set.features}
-    assert specs["user_raw_1"] == {
-        "name": "user_raw_1",
-        "kind": "dense",
-        "value_dim": 1,
-        "mlp_dim": 16,
-    }
-    assert specs["item_raw_2"]["mlp_dim"] == 16
-    assert "mlp_dim" not in specs["user_raw_3"]
+    specs = {spec.name: spec for spec in feature_set.specs()}
+    assert specs["user_raw_1"] == FeatureSpec.dense("user_raw_1", 1, 16)
+    assert specs["item_raw_2"].mlp_dim == 16
+    assert specs["user_raw_3"].mlp_dim == 0
     # Inside the sequence the value stays dense, with a one-line note.
-    assert "mlp_dim" not in specs["click_50_seq__item_raw_1"]
+    assert specs["click_50_seq__item_raw_1"].mlp_dim == 0
     notes = [r.getMessage() for r in caplog.records]
     assert any(
         "features[2].raw_feature.mlp: no effect inside a sequence" in n

@@ -16,6 +16,7 @@ from easymatch.features import (
 )
 from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
+from easymatch.run_context import RunContext
 
 
 def weights_of(outputs: dict, name: str) -> list[float]:
@@ -37,7 +38,7 @@ def test_weighted_ids_match_torcheasyrec_fg_test():
     # Padding weighs nothing; transform still returns only the ids.
     assert outputs["cate__weight"].numpy()[2].tolist() == [0.0, 0.0]
     assert feature.transform({"cate": column}).dtype == tf.int64
-    assert feature.model_spec()["weighted"] is True
+    assert feature.spec().weighted is True
 
 
 def test_weighted_fg_encoded_ids_match_torcheasyrec_test():
@@ -124,7 +125,7 @@ def test_sequence_raw_boundaries_align_with_sequence_ids():
     assert ids.numpy().tolist() == [[1, 1, 0, 2], [-1] * 4, [0, -1, -1, -1]]
     items = item.transform({"seq__item": tf.constant(["4|5||6", "", "7"])})
     assert (items.numpy() >= 0).tolist() == (ids.numpy() >= 0).tolist()
-    assert price.model_spec()["num_embeddings"] == 3
+    assert price.spec().table.num_embeddings == 3
 
 
 def test_sequence_raw_boundaries_need_value_dim_one():
@@ -226,7 +227,8 @@ def test_config_with_weighted_and_sequence_raw_features_runs_a_dssm():
     tensors = feature_set.transform(COLUMNS)
     assert tensors["click__price"].shape == (2, 2, 1)
     assert tensors["dwell__length"].numpy().tolist() == [2, 0]
-    model = build_model(config, feature_set)
+    specs = RunContext(config, feature_set=feature_set).specs
+    model = build_model(specs.model)
     dims = model.user_embedding.group_feature_dims("user")
     assert dims == {
         "user_id": 8,

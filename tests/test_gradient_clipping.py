@@ -12,8 +12,8 @@ from test_models_dssm import make_dssm
 
 from easymatch.config import load_pipeline_config
 from easymatch.errors import ConfigError
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import model_kwargs
+from easymatch.run_context import RunContext
 
 
 def test_norm_clipping_scales_all_gradients_by_one_global_norm():
@@ -54,7 +54,7 @@ def test_config_clipping_is_passed_to_the_model():
             }
         ),
     )
-    _, kwargs = model_kwargs(config, build_feature_set(config))
+    kwargs = model_kwargs(RunContext(config).specs.model)
     assert kwargs["gradient_clipping"] == {
         "clipping_type": "norm",
         "max_gradient": 2.5,

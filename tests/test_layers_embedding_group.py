@@ -5,21 +5,22 @@ import numpy as np
 import pytest
 
 from easymatch.layers import EmbeddingGroup
+from easymatch.specs import FeatureSpec, GroupSpec, TableSpec
 
 
-def sparse(name, table, num=10, dim=2, pooling="sum"):
-    return {
-        "name": name,
-        "kind": "sparse",
-        "embedding_name": table,
-        "num_embeddings": num,
-        "embedding_dim": dim,
-        "pooling": pooling,
-    }
+def sparse(name, table, num=10, dim=2, pooling="sum", weighted=False):
+    return FeatureSpec.sparse(
+        name, TableSpec(table, num, dim), pooling, weighted
+    )
 
 
 def dense(name, value_dim=1):
-    return {"name": name, "kind": "dense", "value_dim": value_dim}
+    return FeatureSpec.dense(name, value_dim)
+
+
+def make(features, groups) -> EmbeddingGroup:
+    """The layer; groups as GroupSpec configs, which read like the proto."""
+    return EmbeddingGroup(features, [GroupSpec.from_config(g) for g in groups])
 
 
 def _set_rows(layer: EmbeddingGroup, table: str, scale: float = 1.0) -> None:
@@ -47,7 +48,7 @@ IDS = np.array([[1, 2, -1], [-1, -1, -1], [4, -1, -1]], "int64")
     ],
 )
 def test_multi_value_pooling(pooling, expected):
-    layer = EmbeddingGroup(
+    layer = make(
         [sparse("a", "a_emb", pooling=pooling)],
         [{"name": "g", "feature_names": ["a"]}],
     )
@@ -56,7 +57,7 @@ def test_multi_value_pooling(pooling, expected):
 
 
 def test_concat_order_features_then_encoders():
-    layer = EmbeddingGroup(
+    layer = make(
         [
             sparse("a", "a_emb"),
             dense("d", 2),
@@ -109,7 +110,7 @@ def test_concat_order_features_then_encoders():
 
 
 def test_encoder_max_seq_length():
-    layer = EmbeddingGroup(
+    layer = make(
         [sparse("s", "s_emb", dim=1)],
         [
             {
@@ -160,7 +161,7 @@ def _taobao_user_item() -> EmbeddingGroup:
         },
         {"name": "item", "feature_names": [*item, "price"]},
     ]
-    return EmbeddingGroup(features, groups)
+    return make(features, groups)
 
 
 def test_taobao_group_dims_and_row_counts():
@@ -176,15 +177,15 @@ def test_taobao_group_dims_and_row_counts():
     rng = np.random.default_rng(0)
     inputs = {}
     for spec in layer.features:
-        rows = 5 if spec["name"] in layer.groups[1]["feature_names"] else 2
-        inputs[spec["name"]] = rng.integers(-1, 10, size=(rows, 4))
+        rows = 5 if spec.name in layer.groups[1].feature_names else 2
+        inputs[spec.name] = rng.integers(-1, 10, size=(rows, 4))
     out = layer(inputs)
     assert tuple(out["user"].shape) == (2, 208)
     assert tuple(out["item"].shape) == (5, 96)
 
 
 def test_shared_embedding_name_is_one_variable_and_suffix_splits():
-    layer = EmbeddingGroup(
+    layer = make(
         [sparse("a", "shared"), sparse("b", "shared"), sparse("c", "other")],
         [
             {"name": "g1", "feature_names": ["a", "b"]},
@@ -213,7 +214,7 @@ def test_shared_embedding_name_is_one_variable_and_suffix_splits():
 
 def test_shared_table_disagreement_names_both_features():
     with pytest.raises(ValueError, match="'a' and 'b'"):
-        EmbeddingGroup(
+        make(
             [sparse("a", "shared", dim=2), sparse("b", "shared", dim=4)],
             [{"name": "g", "feature_names": ["a", "b"]}],
         )
@@ -265,16 +266,16 @@ def test_shared_table_disagreement_names_both_features():
     ],
 )
 def test_bad_groups_raise(groups, message):
-    weighted = {**sparse("w", "w_emb"), "weighted": True}
+    weighted = sparse("w", "w_emb", weighted=True)
     with pytest.raises(ValueError, match=message):
-        EmbeddingGroup([sparse("a", "a_emb"), dense("d"), weighted], groups)
+        make([sparse("a", "a_emb"), dense("d"), weighted], groups)
 
 
 def test_bad_features_raise():
     with pytest.raises(ValueError, match="kind"):
-        EmbeddingGroup([{"name": "x", "kind": "weird"}], [])
+        FeatureSpec("x", "weird")
     with pytest.raises(ValueError, match="pooling"):
-        EmbeddingGroup([sparse("x", "x_emb", pooling="max")], [])
+        sparse("x", "x_emb", pooling="max")
     with pytest.raises(ValueError, match="twice"):
         EmbeddingGroup([dense("x"), dense("x")], [])
 
@@ -288,8 +289,8 @@ def test_bad_features_raise():
     ],
 )
 def test_weighted_pooling_scales_each_id(pooling, expected):
-    spec = {**sparse("a", "a_emb", pooling=pooling), "weighted": True}
-    layer = EmbeddingGroup([spec], [{"name": "g", "feature_names": ["a"]}])
+    spec = sparse("a", "a_emb", pooling=pooling, weighted=True)
+    layer = make([spec], [{"name": "g", "feature_names": ["a"]}])
     _set_rows(layer, "a_emb")
     weights = np.array([[0.5, 2.0, 0.0], [0.0] * 3, [-1.0, 0.0, 0.0]])
     out = layer({"a": IDS, "a__weight": weights.astype("float32")})["g"]
@@ -297,7 +298,7 @@ def test_weighted_pooling_scales_each_id(pooling, expected):
 
 
 def test_dense_sequence_features_join_per_position_with_their_length():
-    layer = EmbeddingGroup(
+    layer = make(
         [dense("p", 2), sparse("s", "s_emb", dim=1)],
         [
             {
@@ -323,7 +324,7 @@ def test_dense_sequence_features_join_per_position_with_their_length():
 
 
 def test_group_names_computes_only_those_groups():
-    layer = EmbeddingGroup(
+    layer = make(
         [sparse("a", "a_emb"), dense("d")],
         [
             {"name": "g1", "feature_names": ["a"]},

@@ -8,14 +8,12 @@ import pytest
 import tensorflow as tf
 
 from easymatch.layers import EmbeddingTables
+from easymatch.specs import TableSpec
 
 
 def _tables() -> EmbeddingTables:
     return EmbeddingTables(
-        {
-            "user_emb": {"num_embeddings": 100, "embedding_dim": 50},
-            "item_emb": {"num_embeddings": 7, "embedding_dim": 3},
-        }
+        [TableSpec("user_emb", 100, 50), TableSpec("item_emb", 7, 3)]
     )
 
 
@@ -83,26 +81,16 @@ def test_default_init_is_torchrec_uniform():
 
 
 def test_initializer_from_config():
-    layer = EmbeddingTables(
-        {
-            "t": {
-                "num_embeddings": 4,
-                "embedding_dim": 2,
-                "initializer": {
-                    "class_name": "Constant",
-                    "config": {"value": 0.5},
-                },
-            }
-        }
-    )
+    initializer = {"class_name": "Constant", "config": {"value": 0.5}}
+    layer = EmbeddingTables([TableSpec("t", 4, 2, initializer)])
     values = keras.ops.convert_to_numpy(layer.embedding_variables[0])
     np.testing.assert_array_equal(values, np.full((4, 2), 0.5))
     rebuilt = EmbeddingTables.from_config(layer.get_config())
     assert rebuilt.get_config() == layer.get_config()
 
 
-def test_missing_or_bad_sizes_raise():
-    with pytest.raises(ValueError, match="lacks"):
-        EmbeddingTables({"t": {"num_embeddings": 4}})
+def test_bad_sizes_or_a_repeated_table_raise():
     with pytest.raises(ValueError, match="positive"):
-        EmbeddingTables({"t": {"num_embeddings": 0, "embedding_dim": 2}})
+        TableSpec("t", 0, 2)
+    with pytest.raises(ValueError, match="listed twice"):
+        EmbeddingTables([TableSpec("t", 4, 2), TableSpec("t", 4, 2)])

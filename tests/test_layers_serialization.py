@@ -18,6 +18,13 @@ from easymatch.layers import (
     VariationalDropout,
 )
 from easymatch.models.tower import MatchTower
+from easymatch.specs import (
+    FeatureSpec,
+    GroupSpec,
+    SequenceEncoderSpec,
+    SequenceGroupSpec,
+    TableSpec,
+)
 
 RNG = np.random.default_rng(0)
 
@@ -27,12 +34,7 @@ def _ids(rows: int, length: int, high: int) -> np.ndarray:
 
 
 def _embedding_tables() -> tuple[keras.layers.Layer, Any, Any]:
-    layer = EmbeddingTables(
-        {
-            "a": {"num_embeddings": 10, "embedding_dim": 3},
-            "b": {"num_embeddings": 5, "embedding_dim": 2},
-        }
-    )
+    layer = EmbeddingTables([TableSpec("a", 10, 3), TableSpec("b", 5, 2)])
     inputs = {
         "a": keras.Input((4,), dtype="int64", name="a"),
         "b": keras.Input((2,), dtype="int64", name="b"),
@@ -51,35 +53,26 @@ def _pooling_encoder() -> tuple[keras.layers.Layer, Any, Any]:
 
 
 def _embedding_group() -> tuple[keras.layers.Layer, Any, Any]:
-    def sparse(name: str, pooling: str = "sum") -> dict[str, Any]:
-        return {
-            "name": name,
-            "kind": "sparse",
-            "embedding_name": f"{name}_emb",
-            "num_embeddings": 10,
-            "embedding_dim": 2,
-            "pooling": pooling,
-        }
+    def sparse(name: str, pooling: str = "sum") -> FeatureSpec:
+        return FeatureSpec.sparse(
+            name, TableSpec(f"{name}_emb", 10, 2), pooling
+        )
 
     layer = EmbeddingGroup(
         [
             sparse("u", "mean"),
-            {"name": "x", "kind": "dense", "value_dim": 2},
+            FeatureSpec.dense("x", value_dim=2),
             sparse("s"),
             sparse("i"),
         ],
         [
-            {
-                "name": "user",
-                "feature_names": ["u", "x"],
-                "sequence_groups": [{"name": "seq", "feature_names": ["s"]}],
-                "sequence_encoders": [{"input": "seq", "pooling_type": "mean"}],
-            },
-            {
-                "name": "item",
-                "feature_names": ["i"],
-                "embedding_name_suffix": "x",
-            },
+            GroupSpec(
+                "user",
+                ("u", "x"),
+                (SequenceGroupSpec("seq", ("s",)),),
+                (SequenceEncoderSpec("seq", "mean"),),
+            ),
+            GroupSpec("item", ("i",), embedding_name_suffix="x"),
         ],
     )
     inputs = {
@@ -103,31 +96,19 @@ def _embedding_group_weighted_dense_sequence() -> tuple[
 ]:
     layer = EmbeddingGroup(
         [
-            {
-                "name": "w",
-                "kind": "sparse",
-                "embedding_name": "w_emb",
-                "num_embeddings": 10,
-                "embedding_dim": 2,
-                "pooling": "mean",
-                "weighted": True,
-            },
-            {"name": "p", "kind": "dense", "value_dim": 2},
-            {
-                "name": "q",
-                "kind": "sparse",
-                "embedding_name": "q_emb",
-                "num_embeddings": 4,
-                "embedding_dim": 3,
-            },
+            FeatureSpec.sparse(
+                "w", TableSpec("w_emb", 10, 2), "mean", weighted=True
+            ),
+            FeatureSpec.dense("p", value_dim=2),
+            FeatureSpec.sparse("q", TableSpec("q_emb", 4, 3)),
         ],
         [
-            {
-                "name": "g",
-                "feature_names": ["w"],
-                "sequence_groups": [{"name": "s", "feature_names": ["p", "q"]}],
-                "sequence_encoders": [{"input": "s", "pooling_type": "mean"}],
-            }
+            GroupSpec(
+                "g",
+                ("w",),
+                (SequenceGroupSpec("s", ("p", "q")),),
+                (SequenceEncoderSpec("s", "mean"),),
+            )
         ],
     )
     inputs = {

@@ -17,8 +17,8 @@ from conftest import DEMO_CONFIG, demo_edits
 from easymatch.config import load_pipeline_config
 from easymatch.errors import ConfigError
 from easymatch.export.export_model import export, load_model
-from easymatch.features.builder import build_feature_set
 from easymatch.models.tower import MatchTower
+from easymatch.run_context import RunContext
 from easymatch.training.loop import train_and_evaluate
 
 
@@ -99,7 +99,7 @@ def test_bf16_trains_and_exports(taobao_data, tmp_path):
     )
     metrics = train_and_evaluate(config)
     assert np.isfinite(metrics["softmax_cross_entropy"])
-    export(config, None, str(tmp_path / "x"))
+    export(RunContext(config), None, str(tmp_path / "x"))
     user = tf.saved_model.load(str(tmp_path / "x" / "user"))
     specs = user.signatures["serving_default"].structured_input_signature[1]
     rows = pq.read_table(taobao_data / "eval.parquet").slice(0, 8)
@@ -117,8 +117,9 @@ def test_bf16_trains_and_exports(taobao_data, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     served = np.load(tmp_path / "emb.npy")
 
-    model = load_model(config, config.model_dir)
-    features = build_feature_set(config)
+    run = RunContext(config)
+    model = load_model(run, config.model_dir)
+    features = run.feature_set
     users = features.subset(
         f.feature_name for f in features.features if f.side == "user"
     )

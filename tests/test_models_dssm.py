@@ -7,28 +7,23 @@ import tensorflow as tf
 
 from easymatch.models.dssm import DSSM
 from easymatch.side_inputs import HARD_NEG_INDICES
+from easymatch.specs import (
+    FeatureSpec,
+    GroupSpec,
+    MlpSpec,
+    TableSpec,
+    TowerSpec,
+)
 
 FEATURES = [
-    {
-        "name": "cat_u",
-        "kind": "sparse",
-        "embedding_name": "cat_u_emb",
-        "num_embeddings": 100,
-        "embedding_dim": 16,
-    },
-    {
-        "name": "cat_i",
-        "kind": "sparse",
-        "embedding_name": "cat_i_emb",
-        "num_embeddings": 1000,
-        "embedding_dim": 8,
-    },
-    {"name": "int_u", "kind": "dense", "value_dim": 1},
-    {"name": "int_i", "kind": "dense", "value_dim": 1},
+    FeatureSpec.sparse("cat_u", TableSpec("cat_u_emb", 100, 16)),
+    FeatureSpec.sparse("cat_i", TableSpec("cat_i_emb", 1000, 8)),
+    FeatureSpec.dense("int_u", value_dim=1),
+    FeatureSpec.dense("int_i", value_dim=1),
 ]
 GROUPS = [
-    {"name": "user", "feature_names": ["cat_u", "int_u"]},
-    {"name": "item", "feature_names": ["cat_i", "int_i"]},
+    GroupSpec("user", ("cat_u", "int_u")),
+    GroupSpec("item", ("cat_i", "int_i")),
 ]
 
 
@@ -36,8 +31,8 @@ def make_dssm(**kwargs) -> DSSM:
     defaults = dict(
         features=FEATURES,
         groups=GROUPS,
-        user_tower={"input": "user", "mlp": {"hidden_units": [12, 6]}},
-        item_tower={"input": "item", "mlp": {"hidden_units": [12, 6]}},
+        user_tower=TowerSpec("user", MlpSpec((12, 6))),
+        item_tower=TowerSpec("item", MlpSpec((12, 6))),
         output_dim=4,
         recall_top_ks=[1],
     )

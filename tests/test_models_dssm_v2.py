@@ -11,42 +11,48 @@ from test_models_dssm import FEATURES, GROUPS, padded, t4_sampler_batch
 
 from easymatch.checkpoint import variable_tree
 from easymatch.config import load_pipeline_config
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.dssm import DSSM
 from easymatch.models.dssm_v2 import DSSMV2
 from easymatch.models.registry import model_class
+from easymatch.run_context import RunContext
+from easymatch.specs import (
+    FeatureSpec,
+    GroupSpec,
+    MlpSpec,
+    SequenceEncoderSpec,
+    SequenceGroupSpec,
+    TableSpec,
+    TowerSpec,
+)
 
 TAOBAO_V2 = str(ROOT / "samples" / "dssm_v2_taobao.config")
 
 # The user's history of item categories, sharing the item's table.
 SHARED_FEATURES = [
     *FEATURES,
-    {
-        "name": "seq__cat_i",
-        "kind": "sparse",
-        "embedding_name": "cat_i_emb",
-        "num_embeddings": 1000,
-        "embedding_dim": 8,
-    },
+    FeatureSpec.sparse("seq__cat_i", TableSpec("cat_i_emb", 1000, 8)),
 ]
 SHARED_GROUPS = [
-    {
-        "name": "user",
-        "feature_names": ["cat_u", "int_u"],
-        "sequence_groups": [{"name": "seq", "feature_names": ["seq__cat_i"]}],
-        "sequence_encoders": [{"input": "seq", "pooling_type": "mean"}],
-    },
+    GroupSpec(
+        "user",
+        ("cat_u", "int_u"),
+        (SequenceGroupSpec("seq", ("seq__cat_i",)),),
+        (SequenceEncoderSpec("seq", "mean"),),
+    ),
     GROUPS[1],
 ]
+TOWERS = {
+    "user_tower": TowerSpec("user", MlpSpec((12, 6))),
+    "item_tower": TowerSpec("item", MlpSpec((12, 6))),
+}
 
 
 def make(model_type=DSSMV2, **kwargs):
     defaults = dict(
         features=SHARED_FEATURES,
         groups=SHARED_GROUPS,
-        user_tower={"input": "user", "mlp": {"hidden_units": [12, 6]}},
-        item_tower={"input": "item", "mlp": {"hidden_units": [12, 6]}},
+        **TOWERS,
         output_dim=4,
         recall_top_ks=[1],
     )
@@ -69,8 +75,7 @@ def test_similarity_shape_matches_spec_t5():
     model = DSSMV2(
         features=FEATURES,
         groups=GROUPS,
-        user_tower={"input": "user", "mlp": {"hidden_units": [12, 6]}},
-        item_tower={"input": "item", "mlp": {"hidden_units": [12, 6]}},
+        **TOWERS,
         output_dim=4,
     )
     # T5's user rows beyond B = 2 are TorchEasyRec's force_base_data_group
@@ -175,13 +180,15 @@ def test_save_and_reload_gives_identical_outputs(tmp_path):
 def test_taobao_sample_v2_has_fewer_embedding_parameters_than_v1():
     config = load_pipeline_config(TAOBAO_V2)
     assert config.model_config.WhichOneof("model") == "dssm_v2"
-    features = build_feature_set(config)
-    v2 = build_model(config, features)
+    run = RunContext(config)
+    v2 = build_model(run.specs.model)
     assert type(v2) is DSSMV2
     config.model_config.dssm.ParseFromString(
         config.model_config.dssm_v2.SerializeToString()
     )
-    v1 = build_model(config, features)
+    v1 = build_model(
+        RunContext(config, feature_set=run.feature_set).specs.model
+    )
     assert type(v1) is DSSM
 
     def size(model):

@@ -10,9 +10,9 @@ from conftest import DEMO_CONFIG, ROOT
 
 from easymatch.config import load_pipeline_config
 from easymatch.errors import ConfigError
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import model_kwargs
 from easymatch.protos import match_model_pb2
+from easymatch.run_context import RunContext
 
 OPTIONS = ("logq_correction", "remove_accidental_hits", "mixed_negatives")
 MIXED = str(ROOT / "samples" / "dssm_mixed_negatives.config")
@@ -38,7 +38,7 @@ def test_fields_are_easymatch_numbers_and_off_by_default():
 
 def test_options_reach_the_model_kwargs():
     config = load_pipeline_config(MIXED)
-    _, kwargs = model_kwargs(config, build_feature_set(config))
+    kwargs = model_kwargs(RunContext(config).specs.model)
     assert all(kwargs[name] for name in OPTIONS)
     assert not kwargs["in_batch_negative"]
 

@@ -14,13 +14,12 @@ from conftest import ROOT
 
 from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import hash_ids
-from easymatch.features.builder import build_feature_set
 from easymatch.retrieval.candidate_probability import (
     ExactFrequency,
     build_candidate_probability,
 )
 from easymatch.retrieval.frequency import FrequencyEstimator
-from easymatch.run_context import create_model
+from easymatch.run_context import RunContext
 from easymatch.side_inputs import ITEM_ID
 
 # With 16 buckets, hash 0 reads id bits 0-3 and hash 1 bits 4-7.
@@ -151,9 +150,7 @@ def test_counts_of_a_hand_written_input_reach_the_loss(tmp_path):
             }
         ),
     )
-    model = create_model(
-        config, build_feature_set(config), tf.distribute.get_strategy()
-    )
+    model = RunContext(config).create_model()
     assert (tmp_path / "model" / "item_counts.parquet").exists()
     batch = ["7", "5", "7", "9"]
     user = tf.constant(np.eye(4, 3), tf.float32)

@@ -69,8 +69,8 @@ def test_config_train_metrics_build_decayed_metrics() -> None:
     from conftest import DEMO_CONFIG
 
     from easymatch.config import load_pipeline_config
-    from easymatch.features.builder import build_feature_set
     from easymatch.models.builder import build_model
+    from easymatch.run_context import RunContext
 
     config = load_pipeline_config(
         str(DEMO_CONFIG),
@@ -78,7 +78,7 @@ def test_config_train_metrics_build_decayed_metrics() -> None:
         '{"recall_at_k": {"top_k": 2}, "decay_rate": 0.5, "decay_step": 3},'
         '{"recall_at_k": {"top_k": 1}}]}',
     )
-    model = build_model(config, build_feature_set(config))
+    model = build_model(RunContext(config).specs.model)
     first, second = model.train_recall_metrics
     assert (first.name, first.decay_rate, first.decay_step) == (
         "train_recall@2",

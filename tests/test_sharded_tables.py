@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from easymatch.checkpoint import variable_tree
 from easymatch.layers import EmbeddingTables, sharded_tables
+from easymatch.specs import TableSpec
 
 
 def test_default_threshold_is_one_ps_fair_share() -> None:
@@ -46,10 +47,7 @@ def test_lookup_embeds_ids_and_zeros_padding() -> None:
 
 
 def test_tables_under_a_plan_leave_the_keras_weights() -> None:
-    specs = {
-        "big": {"num_embeddings": 10, "embedding_dim": 5},
-        "small": {"num_embeddings": 10, "embedding_dim": 4},
-    }
+    specs = [TableSpec("big", 10, 5), TableSpec("small", 10, 4)]
     plan = sharded_tables.TableSharding(num_shards=2, min_bytes=200)
     with sharded_tables.sharding(plan):
         layer = EmbeddingTables(specs)

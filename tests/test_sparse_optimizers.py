@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from easymatch.layers import EmbeddingTables
+from easymatch.specs import TableSpec
 from easymatch.training.learning_rate import ExponentialDecayLR
 from easymatch.training.sparse_optimizers import (
     RowSparseAdagrad,
@@ -317,8 +318,7 @@ def test_options_that_touch_every_row_are_refused():
 class TinyModel(keras.Model):
     def __init__(self) -> None:
         super().__init__()
-        spec = {"num_embeddings": 50, "embedding_dim": 4}
-        self.tables = EmbeddingTables({"item": spec})
+        self.tables = EmbeddingTables([TableSpec("item", 50, 4)])
         self.head = keras.layers.Dense(1)
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:

@@ -10,6 +10,8 @@ import tensorflow as tf
 from conftest import DEMO_CONFIG, demo_edits
 
 from easymatch.config import load_pipeline_config
+from easymatch.export.exporter import make_exporter, versions
+from easymatch.features import builder as features_builder
 from easymatch.run_context import RunContext
 from easymatch.training.hooks import (
     Hook,
@@ -165,3 +167,49 @@ def test_tensorboard_hook_writes_train_and_eval_scalars(tmp_path):
     hook.on_train_end(state(tmp_path), 5)
     assert scalars(tmp_path / "train") == {("loss", 5): 0.5}
     assert scalars(tmp_path / "eval") == {("recall@5", 5): 0.25}
+
+
+class RunSeen(Hook):
+    """Keeps the run context the trainer hands to hooks."""
+
+    def on_train_begin(self, state):
+        self.run = state.run
+
+
+def test_one_run_context_serves_training_evaluation_and_export(
+    taobao_data, tmp_path, monkeypatch
+):
+    """The feature set is built once per run; the exporter gets the
+    trainer's run context instead of deriving its own."""
+    # Every build_feature_set, whoever calls it, walks the features once.
+    built = []
+    walk = features_builder.iter_features
+
+    def counted(config):
+        built.append(config.model_dir)
+        return walk(config)
+
+    monkeypatch.setattr(features_builder, "iter_features", counted)
+    config = demo_config(
+        taobao_data,
+        tmp_path / "model",
+        **{
+            "train_config.num_steps": 5,
+            "export_config.exporter_type": "latest",
+        },
+    )
+    exporters = []
+
+    def exporter_of(run):
+        exporters.append(make_exporter(run))
+        return exporters[-1]
+
+    seen = RunSeen()
+    train_and_evaluate(config, make_exporter=exporter_of, extra_hooks=[seen])
+    assert built == [str(tmp_path / "model")]
+    (exporter,) = exporters
+    assert exporter.run is seen.run
+    (version,) = versions(exporter.directory)
+    for side in ("user", "item"):
+        path = tmp_path / "model" / "export" / "latest" / str(version) / side
+        assert (path / "saved_model.pb").exists()

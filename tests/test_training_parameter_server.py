@@ -23,10 +23,10 @@ from serving import signature_rows
 from easymatch.checkpoint import checkpoint_path, make_checkpoint, sublayers
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import load_model
-from easymatch.features.builder import build_feature_set
 from easymatch.launch import free_port
 from easymatch.layers import EmbeddingTables
 from easymatch.models.builder import build_model
+from easymatch.run_context import RunContext
 
 pytestmark = pytest.mark.slow
 
@@ -161,7 +161,9 @@ def _steps(model_dir) -> list[int]:
 
 def _one_process_tables(config, step: int) -> dict[str, np.ndarray]:
     """The tables of the checkpoint at `step`, restored unsharded."""
-    model = load_model(config, checkpoint_path(config.model_dir, step))
+    model = load_model(
+        RunContext(config), checkpoint_path(config.model_dir, step)
+    )
     tables = {}
     layers = [model]
     while layers:
@@ -388,7 +390,7 @@ def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
     )
     initial = str(tmp_path / "init" / "model.ckpt-0")
     make_checkpoint(
-        build_model(config, build_feature_set(config)), with_optimizers=False
+        build_model(RunContext(config).specs.model), with_optimizers=False
     ).write(initial)
     options["train_config.fine_tune_checkpoint"] = initial
     one = tmp_path / "one"

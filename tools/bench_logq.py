@@ -40,8 +40,7 @@ from gen_planted_data import (  # noqa: E402
 
 from easymatch import checkpoint as checkpoints  # noqa: E402
 from easymatch.config import load_pipeline_config  # noqa: E402
-from easymatch.features.builder import build_feature_set  # noqa: E402
-from easymatch.run_context import create_model  # noqa: E402
+from easymatch.run_context import RunContext  # noqa: E402
 from easymatch.training.loop import train_and_evaluate  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "samples", "dssm_planted.config")
@@ -88,8 +87,9 @@ def option_config(data_dir: str, model_dir: str, option, num_epochs: int):
 
 def tower_scores(config, num_users: int, num_items: int) -> np.ndarray:
     """[U, I] scores of the trained towers, for every user and item."""
-    feature_set = build_feature_set(config)
-    model = create_model(config, feature_set, tf.distribute.get_strategy())
+    run = RunContext(config)
+    feature_set = run.feature_set
+    model = run.create_model()
     checkpoints.restore(model, config.model_dir, with_optimizers=False)
 
     def embed(side: str, count: int) -> np.ndarray:

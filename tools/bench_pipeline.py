@@ -38,7 +38,7 @@ from easymatch.data.dataset import (  # noqa: E402
 )
 from easymatch.features import FeatureSet  # noqa: E402
 from easymatch.features.builder import build_feature_set  # noqa: E402
-from easymatch.run_context import create_model  # noqa: E402
+from easymatch.run_context import RunContext  # noqa: E402
 
 TAOBAO_CONFIG = os.path.join(ROOT, "samples", "dssm_taobao.config")
 
@@ -121,7 +121,9 @@ def training_throughput(
 ) -> dict[str, float]:
     """Steps/s of the training step on cached batches of the pipeline."""
     strategy = tf.distribute.get_strategy()
-    model = create_model(config, feature_set, strategy)
+    model = RunContext(
+        config, strategy=strategy, feature_set=feature_set
+    ).create_model()
     cached = training_batches(config, feature_set, negatives).take(4)
     iterator = iter(cached.cache().repeat())
 

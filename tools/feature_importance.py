@@ -26,8 +26,8 @@ def feature_importance(
     """Tower → [(feature, keep probability)], most important first."""
     from easymatch import checkpoint as checkpoints
     from easymatch.config import load_pipeline_config
-    from easymatch.features.builder import build_feature_set
     from easymatch.models.builder import build_model
+    from easymatch.run_context import RunContext
 
     config = load_pipeline_config(os.path.join(model_dir, "pipeline.config"))
     if not config.model_config.HasField("variational_dropout"):
@@ -37,7 +37,7 @@ def feature_importance(
         )
     # Every variable exists once the model is built, so unlike training
     # this needs no batch of the (possibly moved) training data.
-    model = build_model(config, build_feature_set(config))
+    model = build_model(RunContext(config).specs.model)
     checkpoints.restore(
         model, checkpoint_path or model_dir, with_optimizers=False
     )

@@ -17,8 +17,7 @@ from easymatch.export.inputs import arrow_types
 from easymatch.export.retrieval_model import RetrievalExport
 from easymatch.export.scann_index import build_index
 from easymatch.export.signatures import column_dtypes
-from easymatch.features.builder import build_feature_set
-from easymatch.run_context import create_model
+from easymatch.run_context import RunContext
 
 CLUSTERS = 1000
 
@@ -103,8 +102,9 @@ def retrieval_latency(
     """The retrieval SavedModel of a freshly initialised model over
     random item embeddings: p50/p99 ms of single-user requests and QPS,
     one request at a time and in batches of ``batch`` users."""
-    feature_set = build_feature_set(config)
-    model = create_model(config, feature_set, tf.distribute.get_strategy())
+    run = RunContext(config)
+    feature_set = run.feature_set
+    model = run.create_model()
     features = tower_features(model, feature_set, "user")
     types = arrow_types(config.train_input_path, config.data_config)
     dtypes = column_dtypes(features.input_columns(), types)

@@ -12,21 +12,20 @@ import tensorflow as tf
 
 from easymatch import checkpoint as checkpoints
 from easymatch.export.export_model import export
-from easymatch.features.builder import build_feature_set
-from easymatch.run_context import create_model
+from easymatch.run_context import RunContext
 
 
 def fresh_export(config, work: str) -> tuple[dict[str, str], float]:
     """Exports a freshly initialised model into `work`/export: (paths,
     seconds the export took)."""
-    feature_set = build_feature_set(config)
-    model = create_model(config, feature_set, tf.distribute.get_strategy())
+    run = RunContext(config)
+    model = run.create_model()
     manager = checkpoints.make_manager(
         checkpoints.make_checkpoint(model), work, 1
     )
     checkpoint = manager.save(checkpoint_number=1)
     start = time.perf_counter()
-    paths = export(config, checkpoint, os.path.join(work, "export"))
+    paths = export(run, checkpoint, os.path.join(work, "export"))
     return paths, time.perf_counter() - start
 
 

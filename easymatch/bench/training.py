@@ -13,7 +13,14 @@ from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import batch_transform, make_dataset, make_reader
 from easymatch.features.builder import build_feature_set
 from easymatch.models.dssm import DSSM
-from easymatch.run_context import create_model
+from easymatch.run_context import RunContext
+from easymatch.specs import (
+    FeatureSpec,
+    GroupSpec,
+    MlpSpec,
+    TableSpec,
+    TowerSpec,
+)
 from easymatch.training.loop import make_train_steps
 from easymatch.training.sparse_optimizers import RowSparseAdagrad
 
@@ -90,8 +97,9 @@ def _cached_training(config):
     """(train_steps, iterator) of a fresh model on 8 cached batches, so
     the input pipeline stays out of the measurement."""
     strategy = tf.distribute.get_strategy()
-    feature_set = build_feature_set(config)
-    model = create_model(config, feature_set, strategy)
+    run = RunContext(config, strategy=strategy)
+    feature_set = run.feature_set
+    model = run.create_model()
     reader = make_reader(
         config, feature_set, config.train_input_path, training=True
     )
@@ -165,23 +173,17 @@ def table_scaling(
 
 
 def _one_table_dssm(num_rows: int) -> DSSM:
-    def sparse(name: str, size: int) -> dict:
-        return {
-            "name": name,
-            "kind": "sparse",
-            "embedding_name": f"{name}_emb",
-            "num_embeddings": size,
-            "embedding_dim": 16,
-        }
+    def sparse(name: str, size: int) -> FeatureSpec:
+        return FeatureSpec.sparse(name, TableSpec(f"{name}_emb", size, 16))
 
     model = DSSM(
         features=[sparse("user_id", num_rows), sparse("item_id", 10_000)],
         groups=[
-            {"name": "user", "feature_names": ["user_id"]},
-            {"name": "item", "feature_names": ["item_id"]},
+            GroupSpec("user", ("user_id",)),
+            GroupSpec("item", ("item_id",)),
         ],
-        user_tower={"input": "user", "mlp": {"hidden_units": [64]}},
-        item_tower={"input": "item", "mlp": {"hidden_units": [64]}},
+        user_tower=TowerSpec("user", MlpSpec((64,))),
+        item_tower=TowerSpec("item", MlpSpec((64,))),
         output_dim=32,
         in_batch_negative=True,
     )

@@ -14,10 +14,12 @@ from easymatch import cli
 
 def main(args) -> None:
     from easymatch.export.export_model import export
+    from easymatch.run_context import RunContext
 
     config = cli.load_config(args, model_dir=args.model_dir)
+    # The feature set and specs, built once; no training data is read.
     paths = export(
-        config,
+        RunContext(config),
         args.checkpoint_path,
         args.export_dir,
         item_input_path=args.item_input_path,

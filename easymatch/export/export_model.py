@@ -55,10 +55,10 @@ from easymatch.export.signatures import column_dtypes
 from easymatch.export.tower_module import SIDES, TowerExport
 from easymatch.export.warmup import write_warmup
 from easymatch.features import FeatureSet
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
-from easymatch.protos import simi_pb2
+from easymatch.run_context import RunContext
+from easymatch.specs import DataSpec
 
 logger = logging.getLogger("easymatch")
 
@@ -107,25 +107,22 @@ def tower_features(
     return feature_set.subset(model.tower_feature_names(side))
 
 
-def load_model(
-    config, checkpoint: str, feature_set: FeatureSet | None = None
-) -> MatchModel:
+def load_model(run: RunContext, checkpoint: str) -> MatchModel:
     """A fresh model holding the checkpoint's weights (no optimizers)."""
-    model = build_model(config, feature_set or build_feature_set(config))
+    model = build_model(run.specs.model)
     checkpoints.restore(model, checkpoint, with_optimizers=False)
     return model
 
 
 def write_towers(
     model: MatchModel,
-    config,
+    run: RunContext,
     directory: str,
     *,
     item_input_path: str | None = None,
     asset_files: Sequence[str] = (),
     top_k: int | None = None,
     target_recall: float | None = None,
-    feature_set: FeatureSet | None = None,
 ) -> dict[str, str]:
     """Writes both towers (and with an item corpus the item index and
     the retrieval model) into `directory`.
@@ -135,13 +132,12 @@ def write_towers(
     model_dir, see input_schema.py), or for the item tower from
     `item_input_path` when given. `top_k` and `target_recall` override
     export_config's retrieval_top_k and index_target_recall.
-    `feature_set`: the config's, when the caller has it.
     """
-    feature_set = feature_set or build_feature_set(config)
+    config = run.config
     types = training_types(config)
     paths = {}
     for side in SIDES:
-        features = tower_features(model, feature_set, side)
+        features = tower_features(model, run.feature_set, side)
         dtypes = column_dtypes(features.input_columns(), types)
         path = os.path.join(directory, side)
         TowerExport(model, features, side, dtypes).save(path)
@@ -155,7 +151,7 @@ def write_towers(
         if side == "user":
             user = (features, dtypes, rows)
         else:
-            id_field = item_id_field(config, features)
+            id_field = item_id_field(run.specs.data, features)
     with tempfile.TemporaryDirectory() as scratch:
         corpus = item_input_path or write_sampler_corpus(config, scratch)
         if corpus is None:
@@ -174,7 +170,7 @@ def write_towers(
         directory,
         ids,
         embeddings,
-        config,
+        run.specs.retrieval.similarity,
         target_recall,
         *user_queries(config, paths["user"]),
     )
@@ -191,7 +187,7 @@ def write_towers(
 
 
 def export(
-    config,
+    run: RunContext,
     checkpoint_path: str | None,
     export_dir: str,
     item_input_path: str | None = None,
@@ -203,6 +199,7 @@ def export(
 
     `export_dir` must not exist; it appears only once complete.
     """
+    config = run.config
     if os.path.exists(export_dir):
         raise EasyMatchError(f"{export_dir}: already exists")
     if top_k is not None:
@@ -214,18 +211,16 @@ def export(
             raise EasyMatchError(f"{asset}: asset file not found")
     checkpoint = select_checkpoint(config, checkpoint_path)
     logger.info("exporting %s", checkpoint)
-    feature_set = build_feature_set(config)
-    model = load_model(config, checkpoint, feature_set)
+    model = load_model(run, checkpoint)
     with atomic_directory(export_dir) as tmp:
         written = write_towers(
             model,
-            config,
+            run,
             tmp,
             item_input_path=item_input_path,
             asset_files=asset_files,
             top_k=top_k,
             target_recall=target_recall,
-            feature_set=feature_set,
         )
     final = os.path.abspath(export_dir)
     return {
@@ -234,13 +229,11 @@ def export(
     }
 
 
-def item_id_field(config, item_features: FeatureSet) -> str:
+def item_id_field(data: DataSpec, item_features: FeatureSet) -> str:
     """The corpus' item id column: the sampler's item_id_field, else the
     input column of the item tower's first feature (in config order)."""
-    data = config.data_config
-    kind = data.WhichOneof("sampler")
-    if kind is not None:
-        return getattr(data, kind).item_id_field
+    if data.sampler_item_id_field is not None:
+        return data.sampler_item_id_field
     return next(iter(item_features.input_columns()))
 
 
@@ -285,16 +278,13 @@ def write_item_index(
     export_dir: str,
     ids: np.ndarray,
     embeddings: np.ndarray,
-    config,
+    similarity: str,
     target_recall: float,
     queries: np.ndarray,
     query_source: str,
 ) -> str:
     """Writes an index of the item embeddings tuned to the target recall
     to `<export_dir>/item_index`; returns that path."""
-    model_config = config.model_config
-    params = getattr(model_config, model_config.WhichOneof("model"))
-    similarity = simi_pb2.Similarity.Name(params.similarity)
     path = os.path.join(export_dir, ITEM_INDEX)
     index = tune_index(
         embeddings, ids, similarity, target_recall, queries, query_source

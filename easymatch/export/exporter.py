@@ -30,6 +30,7 @@ from easymatch.export.export_model import write_towers
 from easymatch.export.retrieval_model import RETRIEVAL
 from easymatch.export.tower_module import SIDES
 from easymatch.models.match_model import MatchModel
+from easymatch.run_context import RunContext
 
 logger = logging.getLogger("easymatch")
 
@@ -63,9 +64,10 @@ class Exporter:
     "best" the best ones.
     """
 
-    def __init__(self, config, keep: int = KEEP_VERSIONS) -> None:
+    def __init__(self, run: RunContext, keep: int = KEEP_VERSIONS) -> None:
+        config = run.config
         export = config.export_config
-        self.config = config
+        self.run = run
         self.kind = export.exporter_type
         self.metric = export.best_exporter_metric
         self.larger_is_better = export.metric_larger_is_better
@@ -116,7 +118,7 @@ class Exporter:
         version = str(next_version(self.directory))
         path = os.path.join(self.directory, version)
         with atomic_directory(path) as tmp:
-            write_towers(model, self.config, tmp)
+            write_towers(model, self.run, tmp)
             record = {"global_step": step, **metrics}
             with open(os.path.join(tmp, EVAL_RESULT), "w") as handle:
                 json.dump(record, handle, sort_keys=True)
@@ -160,8 +162,9 @@ class Exporter:
                     os.symlink(os.path.join("..", version, side), link)
 
 
-def make_exporter(config) -> Exporter | None:
-    """The exporter train_eval runs, when the config has export_config."""
-    if not config.HasField("export_config"):
+def make_exporter(run: RunContext) -> Exporter | None:
+    """The exporter train_eval runs, when the config has export_config;
+    it exports with the run's feature set and specs."""
+    if not run.config.HasField("export_config"):
         return None
-    return Exporter(config)
+    return Exporter(run)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from easymatch.specs.embedding import FeatureSpec, TableSpec
+
 PAD_ID = -1
 # Companion tensors of a feature, keyed `<feature name><suffix>`: a weighted
 # id feature's weights and a dense sequence's lengths (EmbeddingGroup reads
@@ -53,8 +55,8 @@ class Feature(tf.Module):
         """
         return {self.feature_name: self.transform(columns)}
 
-    def model_spec(self) -> dict:
-        """The plain-dict description `EmbeddingGroup` is built from."""
+    def spec(self) -> FeatureSpec:
+        """What the model reads of this feature (`EmbeddingGroup`)."""
         raise NotImplementedError
 
 
@@ -93,13 +95,18 @@ def to_text(column: tf.Tensor) -> tf.Tensor:
     return tf.strings.as_string(column)
 
 
-def sparse_model_spec(feature: Feature) -> dict:
-    """The EmbeddingGroup spec of any feature that yields embedding ids."""
-    return {
-        "name": feature.feature_name,
-        "kind": "sparse",
-        "embedding_name": feature.embedding_name,
-        "num_embeddings": feature.num_embeddings,
-        "embedding_dim": feature.embedding_dim,
-        "pooling": feature.pooling,
-    }
+def sparse_spec(
+    name: str,
+    table: str,
+    num_embeddings: int,
+    embedding_dim: int,
+    pooling: str,
+    weighted: bool = False,
+) -> FeatureSpec:
+    """The spec of a feature that yields ids of table `table`."""
+    return FeatureSpec.sparse(
+        name,
+        TableSpec(table, num_embeddings, embedding_dim),
+        pooling,
+        weighted,
+    )

@@ -19,21 +19,13 @@ from easymatch.features.sequence_feature import (
 )
 from easymatch.features.tokenize_feature import build_tokenize_feature
 from easymatch.protos import data_pb2, feature_pb2
-
-
-def used_feature_names(config) -> set[str]:
-    names: set[str] = set()
-    for group in config.model_config.feature_groups:
-        names.update(group.feature_names)
-        for sequence_group in group.sequence_groups:
-            names.update(sequence_group.feature_names)
-    return names
+from easymatch.specs.derive import group_specs, used_feature_names
 
 
 def build_feature_set(config, names: set[str] | None = None) -> FeatureSet:
     """Features named in `names` (default: those the feature groups use)."""
     if names is None:
-        names = used_feature_names(config)
+        names = used_feature_names(group_specs(config))
     data = config.data_config
     fg_encoded = data.fg_mode == data_pb2.FG_NONE
     separator = data.fg_encoded_multival_sep if fg_encoded else None

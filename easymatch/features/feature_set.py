@@ -7,6 +7,7 @@ from collections.abc import Collection, Iterable, Sequence
 import tensorflow as tf
 
 from easymatch.features.base import Feature
+from easymatch.specs.embedding import FeatureSpec
 
 
 class FeatureSet(tf.Module):
@@ -64,5 +65,6 @@ class FeatureSet(tf.Module):
             )
         return tensors
 
-    def model_specs(self) -> list[dict]:
-        return [feature.model_spec() for feature in self.features]
+    def specs(self) -> tuple[FeatureSpec, ...]:
+        """What the model reads of each feature, in order."""
+        return tuple(feature.spec() for feature in self.features)

@@ -12,11 +12,12 @@ from easymatch.features.base import (
     Feature,
     fill_empty_rows,
     pad_ids,
-    sparse_model_spec,
+    sparse_spec,
     split_tokens,
     to_text,
 )
 from easymatch.features.checks import check, first_where, parse_numbers
+from easymatch.specs.embedding import FeatureSpec
 
 OOV_TOKEN = "<OOV>"
 
@@ -204,11 +205,15 @@ class IdFeature(Feature):
         ids = self.bucketize(tf.where(present, column, "0"))
         return tf.where(present, ids, PAD_ID)[:, None]
 
-    def model_spec(self) -> dict:
-        spec = sparse_model_spec(self)
-        if self.weighted:
-            spec["weighted"] = True
-        return spec
+    def spec(self) -> FeatureSpec:
+        return sparse_spec(
+            self.feature_name,
+            self.embedding_name,
+            self.num_embeddings,
+            self.embedding_dim,
+            self.pooling,
+            self.weighted,
+        )
 
 
 def split_weights(

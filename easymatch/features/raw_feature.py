@@ -7,8 +7,9 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from easymatch.features.base import Feature, sparse_model_spec, split_tokens
+from easymatch.features.base import Feature, sparse_spec, split_tokens
 from easymatch.features.checks import check, first_where, parse_numbers
+from easymatch.specs.embedding import FeatureSpec
 
 
 class RawFeature(Feature):
@@ -124,17 +125,20 @@ class RawFeature(Feature):
         ids = tf.raw_ops.Bucketize(input=values, boundaries=self.boundaries)
         return tf.cast(ids, tf.int64)
 
-    def model_spec(self) -> dict:
+    def spec(self) -> FeatureSpec:
         if not self.boundaries:
-            spec = {
-                "name": self.feature_name,
-                "kind": "dense",
-                "value_dim": self.value_dim,
-            }
-            if self.mlp:
-                spec["mlp_dim"] = self.embedding_dim
-            return spec
-        return sparse_model_spec(self)
+            return FeatureSpec.dense(
+                self.feature_name,
+                self.value_dim,
+                self.embedding_dim if self.mlp else 0,
+            )
+        return sparse_spec(
+            self.feature_name,
+            self.embedding_name,
+            self.num_embeddings,
+            self.embedding_dim,
+            self.pooling,
+        )
 
 
 def parse_normalizer(name: str, text: str):

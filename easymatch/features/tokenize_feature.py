@@ -15,11 +15,12 @@ import os
 import tensorflow as tf
 
 from easymatch.config.features import FeatureInfo
-from easymatch.features.base import Feature, pad_ids, sparse_model_spec
+from easymatch.features.base import Feature, pad_ids, sparse_spec
 from easymatch.features.bpe import BytePairEncoder
 from easymatch.features.id_feature import IdFeature
 from easymatch.features.tokenizer_file import read_tokenizer
 from easymatch.protos import feature_pb2
+from easymatch.specs.embedding import FeatureSpec
 
 _OPT = feature_pb2.TextNormalizeOption
 # TorchEasyRec's options when norm_options is empty.
@@ -102,8 +103,14 @@ class TokenizeFeature(Feature):
             texts = tf.where(texts == "", self.default_value, texts)
         return pad_ids(self.encoder(self.normalize(texts)))
 
-    def model_spec(self) -> dict:
-        return sparse_model_spec(self)
+    def spec(self) -> FeatureSpec:
+        return sparse_spec(
+            self.feature_name,
+            self.embedding_name,
+            self.num_embeddings,
+            self.embedding_dim,
+            self.pooling,
+        )
 
 
 def _full_to_half_width(texts: tf.Tensor) -> tf.Tensor:

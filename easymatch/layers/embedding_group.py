@@ -1,7 +1,8 @@
 """Feature groups: embed, pool and concatenate features into one tensor."""
 
+from __future__ import annotations
+
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -12,8 +13,8 @@ from keras import ops
 from easymatch.features.base import LENGTH_SUFFIX, WEIGHT_SUFFIX
 from easymatch.layers.embedding_tables import EmbeddingTables
 from easymatch.layers.pooling_encoder import PoolingEncoder
-
-FEATURE_POOLINGS = ("sum", "mean")
+from easymatch.specs.embedding import FeatureSpec, TableSpec
+from easymatch.specs.groups import GroupSpec
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,33 +47,6 @@ class _Group:
     feature_dims: tuple[tuple[str, int], ...]
 
 
-def _check_feature(spec: dict[str, Any]) -> None:
-    name = spec.get("name")
-    if not name:
-        raise ValueError(f"A feature has no name: {spec}.")
-    kind = spec.get("kind")
-    if kind == "dense":
-        if int(spec.get("value_dim", 0)) <= 0:
-            raise ValueError(f"Dense feature {name!r} needs value_dim > 0.")
-        if int(spec.get("mlp_dim", 0)) < 0:
-            raise ValueError(f"Dense feature {name!r} needs mlp_dim >= 0.")
-    elif kind == "sparse":
-        for key in ("embedding_name", "num_embeddings", "embedding_dim"):
-            if not spec.get(key):
-                raise ValueError(f"Sparse feature {name!r} needs {key!r}.")
-        if not isinstance(spec.get("weighted", False), bool):
-            raise ValueError(f"Feature {name!r}: weighted must be a bool.")
-        if spec.get("pooling", "sum") not in FEATURE_POOLINGS:
-            raise ValueError(
-                f"Feature {name!r}: pooling must be one of "
-                f"{FEATURE_POOLINGS}, got {spec['pooling']!r}."
-            )
-    else:
-        raise ValueError(
-            f"Feature {name!r}: kind must be 'sparse' or 'dense', got {kind!r}."
-        )
-
-
 @keras.saving.register_keras_serializable(package="easymatch")
 class EmbeddingGroup(keras.layers.Layer):
     """Turns feature tensors into one `[B, D]` tensor per group (SPEC §3.2).
@@ -89,18 +63,9 @@ class EmbeddingGroup(keras.layers.Layer):
     ids >= 0, or a dense feature's `<name>__length`.
 
     Args:
-        features: one dict per feature, either
-            `{"name", "kind": "sparse", "embedding_name", "num_embeddings",
-            "embedding_dim", "pooling": "sum" | "mean", "weighted": bool}`
-            ("weighted" may be left out) or
-            `{"name", "kind": "dense", "value_dim"}`, with `"mlp_dim": D`
-            projected by a `[value_dim, D]` weight without bias
-            (TorchEasyRec's MLPEmbedding, glorot-normal initialised).
-        groups: one dict per group: `{"name", "feature_names",
-            "sequence_groups": [{"name", "feature_names"}],
-            "sequence_encoders": [{"input", "pooling_type",
-            "max_seq_length"}], "embedding_name_suffix"}`; the last three
-            may be left out.
+        features: the specs of the features the groups read, with
+            distinct names.
+        groups: the groups' specs, with distinct names.
         **kwargs: passed to `keras.layers.Layer`.
 
     Call arguments:
@@ -118,35 +83,32 @@ class EmbeddingGroup(keras.layers.Layer):
 
     def __init__(
         self,
-        features: list[dict[str, Any]],
-        groups: list[dict[str, Any]],
+        features: Sequence[FeatureSpec],
+        groups: Sequence[GroupSpec],
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
-        # A JSON round trip copies the specs and proves get_config can be
-        # saved.
-        self.features = json.loads(json.dumps(list(features)))
-        self.groups = json.loads(json.dumps(list(groups)))
-        self._specs: dict[str, dict[str, Any]] = {}
+        self.features = tuple(features)
+        self.groups = tuple(groups)
+        self._specs: dict[str, FeatureSpec] = {}
         for spec in self.features:
-            _check_feature(spec)
-            if spec["name"] in self._specs:
-                raise ValueError(f"Feature {spec['name']!r} is listed twice.")
-            self._specs[spec["name"]] = spec
+            if spec.name in self._specs:
+                raise ValueError(f"Feature {spec.name!r} is listed twice.")
+            self._specs[spec.name] = spec
         # table name → (table spec, first feature using it)
-        self._table_users: dict[str, tuple[dict[str, int], str]] = {}
+        self._table_users: dict[str, tuple[TableSpec, str]] = {}
         self._plans: dict[str, _Group] = {}
         self._encoders: dict[str, PoolingEncoder] = {}
         self._mlp_weights: dict[str, keras.Variable] = {}
         sequence_group_names: set[str] = set()
         for group in self.groups:
-            if group["name"] in self._plans:
-                raise ValueError(f"Group {group['name']!r} is listed twice.")
-            self._plans[group["name"]] = self._plan_group(
+            if group.name in self._plans:
+                raise ValueError(f"Group {group.name!r} is listed twice.")
+            self._plans[group.name] = self._plan_group(
                 group, sequence_group_names
             )
         self._tables = EmbeddingTables(
-            {table: spec for table, (spec, _) in self._table_users.items()},
+            [spec for spec, _ in self._table_users.values()],
             name="embedding_tables",
         )
         self.built = True
@@ -157,61 +119,56 @@ class EmbeddingGroup(keras.layers.Layer):
             raise ValueError(
                 f"Group {group!r} uses unknown feature {feature!r}."
             )
-        if spec["kind"] == "dense":
-            mlp_dim = int(spec.get("mlp_dim", 0))
-            if not mlp_dim:
-                return _Embedded(feature, int(spec["value_dim"]))
+        if not spec.is_sparse:
+            if not spec.mlp_dim:
+                return _Embedded(feature, spec.value_dim)
             if feature not in self._mlp_weights:
-                self._mlp_weights[feature] = self._mlp_weight(spec, mlp_dim)
-            return _Embedded(feature, mlp_dim, mlp=True)
-        table = spec["embedding_name"] + (f"_{suffix}" if suffix else "")
-        table_spec = {
-            "num_embeddings": int(spec["num_embeddings"]),
-            "embedding_dim": int(spec["embedding_dim"]),
-        }
-        known_spec, user = self._table_users.setdefault(
-            table, (table_spec, feature)
-        )
-        if known_spec != table_spec:
+                self._mlp_weights[feature] = self._mlp_weight(spec)
+            return _Embedded(feature, spec.mlp_dim, mlp=True)
+        table = spec.table
+        if suffix:
+            table = table.renamed(f"{table.name}_{suffix}")
+        known, user = self._table_users.setdefault(table.name, (table, feature))
+        if not known.same_shape(table):
             raise ValueError(
                 f"Features {user!r} and {feature!r} share embedding table "
-                f"{table!r} but disagree on its shape: {known_spec} vs "
-                f"{table_spec}."
+                f"{table.name!r} but disagree on its shape: "
+                f"{known.num_embeddings}x{known.embedding_dim} vs "
+                f"{table.num_embeddings}x{table.embedding_dim}."
             )
         return _Embedded(
             feature,
-            table_spec["embedding_dim"],
-            table,
-            spec.get("pooling", "sum"),
-            spec.get("weighted", False),
+            table.embedding_dim,
+            table.name,
+            spec.pooling,
+            spec.weighted,
         )
 
-    def _mlp_weight(self, spec: dict[str, Any], dim: int) -> keras.Variable:
-        value_dim = int(spec["value_dim"])
+    def _mlp_weight(self, spec: FeatureSpec) -> keras.Variable:
         # tzrec MLPEmbedding: randn * sqrt(2 / (fan_in + fan_out)).
-        stddev = math.sqrt(2.0 / (value_dim + dim))
+        stddev = math.sqrt(2.0 / (spec.value_dim + spec.mlp_dim))
         return self.add_weight(
-            name=f"mlp_{spec['name']}",
-            shape=(value_dim, dim),
+            name=f"mlp_{spec.name}",
+            shape=(spec.value_dim, spec.mlp_dim),
             initializer=keras.initializers.RandomNormal(stddev=stddev),
         )
 
-    def _plan_group(self, group: dict[str, Any], seen: set[str]) -> _Group:
-        name = group["name"]
-        suffix = group.get("embedding_name_suffix", "")
+    def _plan_group(self, group: GroupSpec, seen: set[str]) -> _Group:
+        name = group.name
+        suffix = group.embedding_name_suffix
         features = tuple(
-            self._embedded(name, f, suffix) for f in group["feature_names"]
+            self._embedded(name, f, suffix) for f in group.feature_names
         )
         dims = [(f.name, f.dim) for f in features]
         sequences: dict[str, tuple[_Embedded, ...]] = {}
-        for sequence_group in group.get("sequence_groups", []):
-            seq_name = sequence_group["name"]
+        for sequence_group in group.sequence_groups:
+            seq_name = sequence_group.name
             if seq_name in seen:
                 raise ValueError(f"Sequence group {seq_name!r} is not unique.")
             seen.add(seq_name)
             seq_features = tuple(
                 self._embedded(name, f, suffix)
-                for f in sequence_group["feature_names"]
+                for f in sequence_group.feature_names
             )
             if not seq_features or any(f.weighted for f in seq_features):
                 raise ValueError(
@@ -220,17 +177,17 @@ class EmbeddingGroup(keras.layers.Layer):
                 )
             sequences[seq_name] = seq_features
         encoders = []
-        for i, encoder in enumerate(group.get("sequence_encoders", [])):
+        for i, encoder in enumerate(group.sequence_encoders):
             key = f"{name}_seq_encoder_{i}"
-            seq_name = encoder.get("input", "")
+            seq_name = encoder.input
             if seq_name not in sequences:
                 raise ValueError(
                     f"{key}: input {seq_name!r} is not a sequence group of "
                     f"group {name!r}."
                 )
             self._encoders[key] = PoolingEncoder(
-                pooling_type=encoder.get("pooling_type", "mean"),
-                max_seq_length=encoder.get("max_seq_length", 0),
+                pooling_type=encoder.pooling_type,
+                max_seq_length=encoder.max_seq_length,
                 name=key,
             )
             encoders.append(_Encoder(key, seq_name, sequences[seq_name]))
@@ -321,9 +278,17 @@ class EmbeddingGroup(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        # Keras wraps list and dict attributes in tracking types.
         config.update(
-            features=json.loads(json.dumps(self.features)),
-            groups=json.loads(json.dumps(self.groups)),
+            features=[spec.get_config() for spec in self.features],
+            groups=[spec.get_config() for spec in self.groups],
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EmbeddingGroup:
+        config = dict(config)
+        config["features"] = [
+            FeatureSpec.from_config(f) for f in config["features"]
+        ]
+        config["groups"] = [GroupSpec.from_config(g) for g in config["groups"]]
+        return cls(**config)

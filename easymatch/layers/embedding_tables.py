@@ -1,15 +1,16 @@
 """All embedding tables of one EmbeddingGroup, looked up by table name."""
 
-import json
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from easymatch.layers import sharded_tables
-
-_REQUIRED_KEYS = ("num_embeddings", "embedding_dim")
+from easymatch.specs.embedding import TableSpec
 
 
 def _default_initializer(num_embeddings: int) -> keras.initializers.Initializer:
@@ -26,9 +27,8 @@ class EmbeddingTables(keras.layers.Layer):
     (e.g. under a ParameterServerStrategy) only has to change this file.
 
     Args:
-        tables: table name → `{"num_embeddings": int, "embedding_dim": int}`,
-            optionally with `"initializer"`, a Keras initializer identifier
-            or serialized config. The default is torchrec's
+        tables: the tables' specs, with distinct names. A spec without
+            an initializer starts with torchrec's
             uniform(±sqrt(1 / num_embeddings)).
         **kwargs: passed to `keras.layers.Layer`.
 
@@ -39,39 +39,31 @@ class EmbeddingTables(keras.layers.Layer):
         dict table name → embeddings `[..., L, embedding_dim]`.
     """
 
-    def __init__(self, tables: dict[str, dict[str, Any]], **kwargs: Any):
+    def __init__(self, tables: Sequence[TableSpec], **kwargs: Any):
         super().__init__(**kwargs)
-        # A JSON round trip copies the specs and proves get_config can be
-        # saved.
-        self.tables = json.loads(json.dumps(dict(tables)))
+        self.tables = tuple(tables)
         self._variables_by_table: dict[str, keras.Variable] = {}
         # Tables sharded over parameter servers (sharded_tables.py).
         self.sharded_tables: dict[str, tf.Variable] = {}
-        for name, spec in self.tables.items():
-            missing = [k for k in _REQUIRED_KEYS if k not in spec]
-            if missing:
-                raise ValueError(f"Embedding table {name!r} lacks {missing}.")
-            num_embeddings = int(spec["num_embeddings"])
-            embedding_dim = int(spec["embedding_dim"])
-            if num_embeddings <= 0 or embedding_dim <= 0:
+        names: set[str] = set()
+        for spec in self.tables:
+            if spec.name in names:
                 raise ValueError(
-                    f"Embedding table {name!r} needs positive num_embeddings "
-                    f"and embedding_dim, got {num_embeddings} and "
-                    f"{embedding_dim}."
+                    f"Embedding table {spec.name!r} is listed twice."
                 )
-            if "initializer" in spec:
-                initializer = keras.initializers.get(spec["initializer"])
+            if spec.initializer is not None:
+                initializer = keras.initializers.get(spec.initializer)
             else:
-                initializer = _default_initializer(num_embeddings)
-            table = sharded_tables.create_table(
-                name, (num_embeddings, embedding_dim), initializer
-            )
+                initializer = _default_initializer(spec.num_embeddings)
+            names.add(spec.name)
+            shape = (spec.num_embeddings, spec.embedding_dim)
+            table = sharded_tables.create_table(spec.name, shape, initializer)
             if table is not None:
-                self.sharded_tables[name] = table
+                self.sharded_tables[spec.name] = table
                 continue
-            self._variables_by_table[name] = self.add_weight(
-                name=name,
-                shape=(num_embeddings, embedding_dim),
+            self._variables_by_table[spec.name] = self.add_weight(
+                name=spec.name,
+                shape=shape,
                 initializer=initializer,
             )
         # Every weight exists already; no input shape is needed.
@@ -110,6 +102,11 @@ class EmbeddingTables(keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        # Keras wraps dict attributes in tracking types.
-        config["tables"] = json.loads(json.dumps(self.tables))
+        config["tables"] = [spec.get_config() for spec in self.tables]
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EmbeddingTables:
+        config = dict(config)
+        config["tables"] = [TableSpec.from_config(t) for t in config["tables"]]
+        return cls(**config)

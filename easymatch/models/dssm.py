@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import keras
 import tensorflow as tf
 
 from easymatch.layers.embedding_group import EmbeddingGroup
 from easymatch.models.match_model import MatchModel
 from easymatch.models.tower import MatchTower
-
-
-def group_feature_names(group: dict) -> list[str]:
-    """Every feature a group reads, its sequence groups' included."""
-    names = list(group.get("feature_names", []))
-    for sequence_group in group.get("sequence_groups", []):
-        names.extend(sequence_group.get("feature_names", []))
-    return names
+from easymatch.specs.embedding import FeatureSpec
+from easymatch.specs.groups import GroupSpec, TowerSpec
 
 
 @keras.saving.register_keras_serializable(package="easymatch")
@@ -28,10 +24,10 @@ class DSSM(MatchModel):
 
     def __init__(
         self,
-        features: list[dict],
-        groups: list[dict],
-        user_tower: dict,
-        item_tower: dict,
+        features: Sequence[FeatureSpec],
+        groups: Sequence[GroupSpec],
+        user_tower: TowerSpec,
+        item_tower: TowerSpec,
         output_dim: int,
         similarity: str = "INNER_PRODUCT",
         variational_dropout: dict | None = None,
@@ -40,16 +36,16 @@ class DSSM(MatchModel):
     ) -> None:
         super().__init__(**kwargs)
         self.mixed_precision = mixed_precision
-        self.feature_specs = features
-        self.group_specs = groups
-        self.user_tower_config = user_tower
-        self.item_tower_config = item_tower
+        self.feature_specs = tuple(features)
+        self.group_specs = tuple(groups)
+        self.user_tower_spec = user_tower
+        self.item_tower_spec = item_tower
         self.output_dim = output_dim
         self.similarity = similarity
         self.variational_dropout = variational_dropout
-        by_name = {group["name"]: group for group in groups}
-        self.user_group = by_name[user_tower["input"]]
-        self.item_group = by_name[item_tower["input"]]
+        by_name = {group.name: group for group in self.group_specs}
+        self.user_group = by_name[user_tower.input]
+        self.item_group = by_name[item_tower.input]
         self.user_embedding, self.item_embedding = self._embedding_groups()
         self.user_tower = self._tower(user_tower, self.user_embedding, "user")
         self.item_tower = self._tower(item_tower, self.item_embedding, "item")
@@ -62,21 +58,23 @@ class DSSM(MatchModel):
             self._embedding_group([self.item_group], "item_embedding_group"),
         )
 
-    def _embedding_group(self, groups: list[dict], name: str) -> EmbeddingGroup:
-        wanted = {f for group in groups for f in group_feature_names(group)}
+    def _embedding_group(
+        self, groups: Sequence[GroupSpec], name: str
+    ) -> EmbeddingGroup:
+        wanted = {f for group in groups for f in group.all_feature_names}
         return EmbeddingGroup(
-            features=[f for f in self.feature_specs if f["name"] in wanted],
+            features=[f for f in self.feature_specs if f.name in wanted],
             groups=groups,
             name=name,
         )
 
     def _tower(
-        self, tower: dict, embedding: EmbeddingGroup, side: str
+        self, tower: TowerSpec, embedding: EmbeddingGroup, side: str
     ) -> MatchTower:
-        dims = embedding.group_feature_dims(tower["input"])
+        dims = embedding.group_feature_dims(tower.input)
         layer = MatchTower(
             feature_dims=list(dims.values()),
-            mlp=tower.get("mlp"),
+            mlp=tower.mlp.get_config() if tower.mlp else None,
             output_dim=self.output_dim,
             similarity=self.similarity,
             variational_dropout=self.variational_dropout,
@@ -99,13 +97,13 @@ class DSSM(MatchModel):
 
     def tower_feature_names(self, side: str) -> list[str]:
         group = {"user": self.user_group, "item": self.item_group}[side]
-        return group_feature_names(group)
+        return list(group.all_feature_names)
 
     def embed_users(
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """(user embedding, variational-dropout loss) from user features."""
-        name = self.user_group["name"]
+        name = self.user_group.name
         group = self.user_embedding(features, group_names=[name])[name]
         return self.user_tower(group, training=training)
 
@@ -113,7 +111,7 @@ class DSSM(MatchModel):
         self, features: dict[str, tf.Tensor], training: bool = False
     ) -> tuple[tf.Tensor, tf.Tensor]:
         """(item embedding, variational-dropout loss) from item features."""
-        name = self.item_group["name"]
+        name = self.item_group.name
         group = self.item_embedding(features, group_names=[name])[name]
         return self.item_tower(group, training=training)
 
@@ -131,7 +129,7 @@ class DSSM(MatchModel):
         ):
             if tower.dropout is None:
                 continue
-            names = embedding.group_feature_dims(group["name"])
+            names = embedding.group_feature_dims(group.name)
             keep = tower.dropout.keep_probabilities()
             report[side] = dict(zip(names, map(float, keep), strict=True))
         return report
@@ -146,13 +144,24 @@ class DSSM(MatchModel):
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
-            features=self.feature_specs,
-            groups=self.group_specs,
-            user_tower=self.user_tower_config,
-            item_tower=self.item_tower_config,
+            features=[spec.get_config() for spec in self.feature_specs],
+            groups=[spec.get_config() for spec in self.group_specs],
+            user_tower=self.user_tower_spec.get_config(),
+            item_tower=self.item_tower_spec.get_config(),
             output_dim=self.output_dim,
             similarity=self.similarity,
             variational_dropout=self.variational_dropout,
             mixed_precision=self.mixed_precision,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> DSSM:
+        config = dict(config)
+        config["features"] = [
+            FeatureSpec.from_config(f) for f in config["features"]
+        ]
+        config["groups"] = [GroupSpec.from_config(g) for g in config["groups"]]
+        for side in ("user_tower", "item_tower"):
+            config[side] = TowerSpec.from_config(config[side])
+        return cls(**config)

@@ -135,12 +135,18 @@ class EvalResultHook(Hook):
 
 class ExportHook(Hook):
     """Runs `export(model, step, metrics)` after every evaluation (the
-    exporters of export_config)."""
+    exporters of export_config); `make_exporter(run)` makes `export`
+    from the run's context once, or returns None for no exports."""
 
     chief_only = True
 
-    def __init__(self, export: Callable) -> None:
-        self.export = export
+    def __init__(self, make_exporter: Callable) -> None:
+        self.make_exporter = make_exporter
+        self.export: Callable | None = None
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.export = self.make_exporter(state.run)
 
     def after_evaluation(self, state, step, metrics) -> None:
-        self.export(state.model, step, metrics)
+        if self.export is not None:
+            self.export(state.model, step, metrics)

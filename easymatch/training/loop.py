@@ -229,7 +229,7 @@ def default_hooks(
     config,
     *,
     ignore_restore_optimizer: bool = False,
-    after_evaluation: Callable | None = None,
+    make_exporter: Callable | None = None,
 ) -> list[Hook]:
     """The hooks train_eval runs, in their order: files, checkpoints,
     evaluation, its record, progress, logs, summaries, exports."""
@@ -247,8 +247,8 @@ def default_hooks(
     hooks += [ProgressHook(), LoggingHook()]
     if train_config.use_tensorboard:
         hooks.append(TensorBoardHook())
-    if after_evaluation is not None:
-        hooks.append(ExportHook(after_evaluation))
+    if make_exporter is not None:
+        hooks.append(ExportHook(make_exporter))
     return hooks
 
 
@@ -257,23 +257,24 @@ def train_and_evaluate(
     *,
     strategy: tf.distribute.Strategy | None = None,
     ignore_restore_optimizer: bool = False,
-    after_evaluation=None,
+    make_exporter: Callable | None = None,
     extra_hooks: Sequence[Hook] = (),
 ) -> dict[str, float]:
     """Trains config's model in config.model_dir; returns the last eval.
 
     `extra_hooks` run after the default ones.
 
-    `after_evaluation(model, step, metrics)` runs after every evaluation
-    (the exporters hook in there). The chief owns model_dir meanwhile
-    (ModelDirLock).
+    `make_exporter(run)` gives the exporter run after every evaluation
+    as `exporter(model, step, metrics)`, or None (export_config's
+    exporters, built with the run's feature set and specs). The chief
+    owns model_dir meanwhile (ModelDirLock).
     """
     os.makedirs(config.model_dir, exist_ok=True)
     run = RunContext(config, strategy=strategy)
     hooks = default_hooks(
         config,
         ignore_restore_optimizer=ignore_restore_optimizer,
-        after_evaluation=after_evaluation,
+        make_exporter=make_exporter,
     ) + list(extra_hooks)
     if run.strategy.extended.should_checkpoint:
         with ModelDirLock(config.model_dir):

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,7 +38,7 @@ from easymatch.errors import ConfigError
 from easymatch.export.export_model import load_model
 from easymatch.layers import sharded_tables
 from easymatch.models.match_model import MatchModel, unpack_batch
-from easymatch.run_context import RunContext, create_model
+from easymatch.run_context import RunContext
 from easymatch.side_inputs import ITEM_ID, require
 from easymatch.training.cluster import Cluster, ClusterError
 from easymatch.training.hooks import Hook, TrainState
@@ -91,7 +91,7 @@ def create_sharded_model(
 ) -> MatchModel:
     """The model under PSS, large tables sharded, with `sharded_sparse`."""
     with sharded_tables.sharding(table_sharding(run, num_ps)):
-        model = create_model(run.config, run.feature_set, strategy)
+        model = run.create_model(strategy)
     tables = sharded_tables_of(model)
     optimizer = model.sparse_optimizer
     if tables and not isinstance(optimizer, _RowSparseOptimizer):
@@ -271,7 +271,7 @@ class ParameterServerTrainer(Trainer):
 
 
 class UnshardedExport:
-    """after_evaluation for PS runs: exports a one-process model restored
+    """The exporter of PS runs: exports a one-process model restored
     from the checkpoint just evaluated (unsharded tables)."""
 
     def __init__(self, export, run: RunContext) -> None:
@@ -282,9 +282,17 @@ class UnshardedExport:
         config = self.run.config
         path = checkpoint.checkpoint_path(config.model_dir, step)
         # Outside the strategy's scope: every variable is local and whole.
-        self.export(
-            load_model(config, path, self.run.feature_set), step, metrics
-        )
+        self.export(load_model(self.run, path), step, metrics)
+
+
+def unsharded(make_exporter: Callable) -> Callable:
+    """`make_exporter(run)` whose exporter gets the unsharded model."""
+
+    def make(run: RunContext) -> UnshardedExport | None:
+        export = make_exporter(run)
+        return UnshardedExport(export, run) if export is not None else None
+
+    return make
 
 
 def train_and_evaluate_ps(
@@ -293,7 +301,7 @@ def train_and_evaluate_ps(
     strategy: tf.distribute.Strategy,
     cluster: Cluster,
     ignore_restore_optimizer: bool = False,
-    after_evaluation=None,
+    make_exporter: Callable | None = None,
     extra_hooks: Sequence[Hook] = (),
 ) -> dict[str, float]:
     """train_and_evaluate (loop.py) for the chief of a PS cluster."""
@@ -301,13 +309,10 @@ def train_and_evaluate_ps(
     # Input, evaluation and hooks run on the chief, as in one process;
     # only the model lives on the cluster.
     run = RunContext(config)
-    export = (
-        UnshardedExport(after_evaluation, run) if after_evaluation else None
-    )
     hooks = default_hooks(
         config,
         ignore_restore_optimizer=ignore_restore_optimizer,
-        after_evaluation=export,
+        make_exporter=unsharded(make_exporter) if make_exporter else None,
     ) + list(extra_hooks)
     with ModelDirLock(config.model_dir):
         model = create_sharded_model(run, strategy, cluster.num_ps)
