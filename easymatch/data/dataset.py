@@ -41,6 +41,12 @@ class Negatives:
     sampler: samplers.Sampler
     item_columns: dict[str, str]
 
+    def for_stream(self, stream: int, seed: int | None = None) -> Negatives:
+        """Worker ``stream``'s draws (see Sampler.for_stream)."""
+        return Negatives(
+            self.sampler.for_stream(stream, seed), self.item_columns
+        )
+
     def __call__(
         self, dataset: tf.data.Dataset, first_step: int
     ) -> tf.data.Dataset:

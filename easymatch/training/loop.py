@@ -39,6 +39,7 @@ from easymatch.training.hooks import (
 )
 from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import all_finite, check_finite, split_logs
+from easymatch.training.sampler_streams import stream_seed
 
 logger = logging.getLogger("easymatch")
 
@@ -91,10 +92,18 @@ def steps_per_call(config) -> int:
     return max(config.train_config.steps_per_execution, 1)
 
 
-def train_iterator(run: RunContext, start_step: int):
-    """The distributed training input, from the batch after `start_step`."""
+def train_dataset_fn(run: RunContext, start_step: int) -> Callable:
+    """Each worker's training input (an InputContext → its tf.data), from
+    the batch after `start_step`."""
     config = run.config
     negatives = run.negatives(training=True)
+    seed = None
+    if negatives is not None:
+        seed = stream_seed(
+            config.model_dir,
+            run.num_workers,
+            record=run.strategy.extended.should_checkpoint,
+        )
     train_config = config.train_config
     num_epochs = None if train_config.num_steps else train_config.num_epochs
 
@@ -110,17 +119,30 @@ def train_iterator(run: RunContext, start_step: int):
             batch_size=max(config.data_config.batch_size // per_pipeline, 1),
             shard=shard,
         )
-        # Each step takes one batch per local replica.
+        # Each step takes one batch per local replica; each worker draws
+        # its own negatives (sampler_streams.py).
+        streams = None
+        if negatives is not None:
+            streams = negatives.for_stream(context.input_pipeline_id, seed)
         return make_dataset(
             reader,
             run.transform,
             num_epochs=num_epochs,
             skip_batches=start_step * per_pipeline,
-            negatives=negatives,
+            negatives=streams,
             first_step=start_step * per_pipeline,
         )
 
-    return iter(run.strategy.distribute_datasets_from_function(dataset_fn))
+    return dataset_fn
+
+
+def train_iterator(run: RunContext, start_step: int):
+    """The distributed training input, from the batch after `start_step`."""
+    return iter(
+        run.strategy.distribute_datasets_from_function(
+            train_dataset_fn(run, start_step)
+        )
+    )
 
 
 class Trainer:

@@ -4,11 +4,14 @@ Randomness: every call draws from ``default_rng([seed, step, digest])``,
 where ``step`` is the batch's position in the stream (the pipeline passes
 it) and ``digest`` hashes the table rows of the batch's ids. A call's
 output depends on nothing else, so tf.data may run calls in any order on
-any thread.
+any thread. Worker k > 0 of a cluster draws from its own stream,
+``default_rng([seed, step, digest, k])`` (``for_stream``): workers never
+share draws, and worker 0 draws what one process draws.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from collections.abc import Callable
@@ -26,6 +29,8 @@ from easymatch.side_inputs import (
 )
 
 SEED_ENV = "EASYMATCH_SEED"
+# The run's seed (cli.py) when EASYMATCH_SEED is unset.
+RUN_SEED_ENV = "PYTHON_RANDOM_SEED"
 # Rejection rounds before falling back to an exact draw from the weights
 # with the excluded items zeroed; this bounds the work of a batch whose
 # exclusions cover most of the weight.
@@ -33,10 +38,14 @@ MAX_REJECTION_ROUNDS = 16
 
 
 def default_seed() -> int:
-    text = os.environ.get(SEED_ENV, "0")
-    if not text.isdigit():
-        raise ConfigError(f"{SEED_ENV}: {text!r} is not an integer >= 0")
-    return int(text)
+    """$EASYMATCH_SEED, else $PYTHON_RANDOM_SEED, else 0."""
+    for name in (SEED_ENV, RUN_SEED_ENV):
+        text = os.environ.get(name, "")
+        if text and not text.isdigit():
+            raise ConfigError(f"{name}: {text!r} is not an integer >= 0")
+        if text:
+            return int(text)
+    return 0
 
 
 @dataclass
@@ -76,6 +85,8 @@ class Sampler:
         self.item_id_field = item_id_field
         self.input_columns = [item_id_field]
         self.seed = default_seed() if seed is None else seed
+        # The cluster worker whose stream this draws (0: one process).
+        self.stream = 0
         self.alias = AliasTable(items.weights)
         with np.errstate(divide="ignore"):
             log_q = np.log(items.weights / items.weights.sum())
@@ -93,6 +104,15 @@ class Sampler:
         """Rows of the negatives; ``step`` varies the draw per batch."""
         raise NotImplementedError
 
+    def for_stream(self, stream: int, seed: int | None = None) -> Sampler:
+        """This sampler (tables shared) drawing worker ``stream``'s
+        negatives, from ``seed`` if given."""
+        sampler = copy.copy(self)
+        sampler.stream = stream
+        if seed is not None:
+            sampler.seed = seed
+        return sampler
+
     def rng(self, step: int, *rows: np.ndarray) -> np.random.Generator:
         """One batch's generator: a function of the seed, the step and the
         table rows of the batch's ids (-1 for an absent id) only."""
@@ -100,7 +120,10 @@ class Sampler:
         for array in rows:
             digest.update(np.ascontiguousarray(array, dtype=np.int64))
         key = int.from_bytes(digest.digest(), "little")
-        return np.random.default_rng([self.seed, step, key])
+        entropy = [self.seed, step, key]
+        if self.stream:
+            entropy.append(self.stream)
+        return np.random.default_rng(entropy)
 
     def sample(
         self, batch: dict[str, np.ndarray], step: int = 0
