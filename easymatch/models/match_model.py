@@ -246,9 +246,15 @@ class MatchModel(keras.Model):
         context = tf.distribute.get_replica_context()
         replicas = context.num_replicas_in_sync if context else 1
         regularization = outputs["regularization_loss"] / replicas
-        # The mean over replicas of share·replicas is the global loss, which
-        # is what the Mean trackers (summed over replicas) report.
-        return share + regularization, share * replicas, targets
+        # The replicas' shares add up to the global loss (share·replicas is
+        # it only when every replica has as many rows: not at the end of
+        # an eval input).
+        global_loss = share
+        if replicas > 1:
+            global_loss = context.all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.stop_gradient(share)
+            )
+        return share + regularization, global_loss, targets
 
     # -- training ----------------------------------------------------------
     def compile(

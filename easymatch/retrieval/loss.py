@@ -120,8 +120,13 @@ def per_example_softmax_cross_entropy(
 ) -> tf.Tensor:
     """Returns ℓ_i = logsumexp(logits_i) − logits_{i, t_i}, float32 [B]."""
     logits = ops.cast(logits, "float32")
-    targets = ops.expand_dims(ops.cast(target_cols, "int32"), 1)
-    target_logit = ops.take_along_axis(logits, targets, axis=1)[:, 0]
+    # A sum with zeros, not take_along_axis: that fails on the [0, 0]
+    # logits of an empty replica batch (the last step of an eval input
+    # under several replicas). Adding zeros is exact.
+    is_target = ops.one_hot(
+        ops.cast(target_cols, "int32"), ops.shape(logits)[1], dtype="bool"
+    )
+    target_logit = ops.sum(ops.where(is_target, logits, 0.0), axis=1)
     return ops.logsumexp(logits, axis=1) - target_logit
 
 
