@@ -1,9 +1,10 @@
-"""One run's shared pieces, built once: config, features, samplers, readers.
+"""One run's shared pieces, built once: specs, features, samplers, readers.
 
 The trainer, the evaluator, the `eval` CLI and the exporter take a
-RunContext instead of each rebuilding the feature set and the samplers
-from the config. Models are built from the config alone (every variable's
-shape is known from it), so evaluation and export read no training data.
+RunContext instead of each rebuilding the feature set, the specs and the
+samplers from the config. Models are built from the specs alone (every
+variable's shape is known from them), so evaluation and export read no
+training data.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import functools
 
 import tensorflow as tf
 
+from easymatch.data import samplers
 from easymatch.data.dataset import (
     Negatives,
     batch_transform,
@@ -49,13 +51,14 @@ class RunContext:
     @functools.cached_property
     def transform(self):
         """Raw columns → (features, side_inputs, label, sample_weight)."""
-        return batch_transform(self.config, self.feature_set)
+        return batch_transform(self.specs, self.feature_set)
 
     def negatives(self, *, training: bool) -> Negatives | None:
         """The train or eval sampler (its tables read once), or None."""
         if training not in self._negatives:
+            sampler = samplers.build_sampler(self.config, training)
             self._negatives[training] = build_negatives(
-                self.config, self.feature_set, training=training
+                sampler, self.specs.data, self.feature_set
             )
         return self._negatives[training]
 
@@ -68,7 +71,7 @@ class RunContext:
         shard: tuple[int, int] = (0, 1),
     ) -> TableReader:
         return make_reader(
-            self.config,
+            self.specs.data,
             self.feature_set,
             input_path,
             training=training,
@@ -97,7 +100,12 @@ class RunContext:
         come from model_dir (counted there on the first run).
         """
         train_config = self.config.train_config
-        item_counts = load_or_count(self.config, self.feature_set)
+        item_counts = load_or_count(
+            self.specs,
+            self.feature_set,
+            train_input_path=self.config.train_input_path,
+            model_dir=self.config.model_dir,
+        )
         with (strategy or self.strategy).scope():
             model = build_model(self.specs.model, item_counts)
             model.compile(

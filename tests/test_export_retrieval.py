@@ -18,7 +18,6 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from easymatch import checkpoint as checkpoints
 from easymatch.config import load_pipeline_config
-from easymatch.data.dataset import make_reader
 from easymatch.errors import ConfigError, DataError, EasyMatchError
 from easymatch.export.brute_force import exact_search
 from easymatch.export.export_model import export, tower_features
@@ -83,12 +82,8 @@ def exported(taobao_data, tmp_path_factory):
         item_input_path=str(taobao_data / "item.parquet"),
         top_k=TOP_K,
     )
-    reader = make_reader(
-        config,
-        features,
-        str(taobao_data / "eval.parquet"),
-        training=False,
-        batch_size=USERS,
+    reader = run.reader(
+        str(taobao_data / "eval.parquet"), training=False, batch_size=USERS
     )
     user_runner = TowerRunner(paths["user"])
     batch = to_signature_batch(next(reader.batches()), user_runner.dtypes)

@@ -19,7 +19,6 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from easymatch import checkpoint as checkpoints
 from easymatch.config import load_pipeline_config
-from easymatch.data.dataset import make_reader
 from easymatch.errors import EasyMatchError
 from easymatch.export import export_model
 from easymatch.export.export_model import export
@@ -170,12 +169,8 @@ def exported(taobao_data, tmp_path_factory) -> Iterator[Exported]:
         str(root / "x"),
         item_input_path=str(taobao_data / "item.parquet"),
     )
-    reader = make_reader(
-        config,
-        features,
-        str(taobao_data / "eval.parquet"),
-        training=False,
-        batch_size=ROWS,
+    reader = run.reader(
+        str(taobao_data / "eval.parquet"), training=False, batch_size=ROWS
     )
     columns = next(reader.batches())
     result = Exported(config, features, model, checkpoint, root / "x", columns)

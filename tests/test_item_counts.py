@@ -17,7 +17,7 @@ from easymatch.config import load_pipeline_config
 from easymatch.data import item_counts
 from easymatch.data.dataset import hash_ids
 from easymatch.errors import DataError
-from easymatch.features.builder import build_feature_set
+from easymatch.run_context import RunContext
 from easymatch.training.loop import train_and_evaluate
 
 
@@ -45,6 +45,16 @@ def planted_config(tmp_path, items: list[int], **edits):
     )
 
 
+def load_or_count(config) -> dict | None:
+    run = RunContext(config)
+    return item_counts.load_or_count(
+        run.specs,
+        run.feature_set,
+        train_input_path=config.train_input_path,
+        model_dir=config.model_dir,
+    )
+
+
 def as_dict(counts: dict) -> dict[int, int]:
     return dict(zip(counts["item_ids"], counts["counts"], strict=True))
 
@@ -55,8 +65,7 @@ def hashed(*ids: str) -> list[int]:
 
 def test_counts_written_once_then_read(tmp_path):
     config = planted_config(tmp_path, [4, 2, 4, 4, 8, 2])
-    features = build_feature_set(config)
-    first = item_counts.load_or_count(config, features)
+    first = load_or_count(config)
     h4, h2, h8 = hashed("4", "2", "8")
     assert as_dict(first) == {h4: 3, h2: 2, h8: 1}
     path = tmp_path / "model" / item_counts.COUNTS_FILE
@@ -68,7 +77,7 @@ def test_counts_written_once_then_read(tmp_path):
     }
     # The file, not the input, is read from now on: edit it and see.
     item_counts.write_counts(str(path), ids, np.array([1, 5, 1]), meta)
-    again = item_counts.load_or_count(config, features)
+    again = load_or_count(config)
     assert as_dict(again) == {h4: 5, h2: 1, h8: 1}
 
 
@@ -82,20 +91,17 @@ def test_no_counts_when_nothing_reads_them(tmp_path):
         tmp_path, [1, 2], **{"model_config.dssm.logq_correction": False}
     )
     for config in (streaming, uncorrected):
-        assert (
-            item_counts.load_or_count(config, build_feature_set(config)) is None
-        )
+        assert load_or_count(config) is None
     assert not (tmp_path / "model").exists()
 
 
 def test_bad_counts_files_are_one_line_errors(tmp_path):
     config = planted_config(tmp_path, [1, 2])
-    features = build_feature_set(config)
     os.makedirs(tmp_path / "model")
     path = tmp_path / "model" / item_counts.COUNTS_FILE
     path.write_bytes(b"not parquet")
     with pytest.raises(DataError, match="not a readable item counts file"):
-        item_counts.load_or_count(config, features)
+        load_or_count(config)
     item_counts.write_counts(
         str(path),
         np.array([b"1"], dtype=object),
@@ -103,7 +109,7 @@ def test_bad_counts_files_are_one_line_errors(tmp_path):
         {"column": "other", "train_input_path": config.train_input_path},
     )
     with pytest.raises(DataError, match="counted column 'other'"):
-        item_counts.load_or_count(config, features)
+        load_or_count(config)
 
 
 def train(data, model_dir, num_steps: int) -> None:

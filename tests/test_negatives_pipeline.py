@@ -13,14 +13,11 @@ from conftest import DEMO_CONFIG, ROOT, demo_edits
 from easymatch import side_inputs as keys
 from easymatch.config import load_pipeline_config
 from easymatch.data.dataset import (
-    batch_transform,
-    build_negatives,
     hash_ids,
     int64_candidates,
     make_dataset,
-    make_reader,
 )
-from easymatch.features.builder import build_feature_set
+from easymatch.run_context import RunContext
 
 SAMPLER_CONFIGS = [
     "dssm_mixed_negatives",
@@ -58,16 +55,13 @@ def sampler_edits(name: str, data: Path, model_dir: Path, **extra) -> str:
 
 
 def first_batches(config, count: int, *, training=True, **kwargs) -> list:
-    feature_set = build_feature_set(config)
-    negatives = build_negatives(config, feature_set, training=training)
-    reader = make_reader(
-        config, feature_set, config.train_input_path, training=training
-    )
+    run = RunContext(config)
+    reader = run.reader(config.train_input_path, training=training)
     dataset = make_dataset(
         reader,
-        batch_transform(config, feature_set),
+        run.transform,
         num_epochs=1,
-        negatives=negatives,
+        negatives=run.negatives(training=training),
         **kwargs,
     )
     return [(features, side) for features, side, _, _ in dataset.take(count)]
@@ -214,7 +208,8 @@ def test_int64_candidates_leave_text_where_text_is_matched(
     plain = load_pipeline_config(
         str(DEMO_CONFIG), demo_edits(taobao_data, tmp_path)
     )
-    candidates = int64_candidates(plain, build_feature_set(plain))
+    run = RunContext(plain)
+    candidates = int64_candidates(run.specs.data, run.feature_set)
     assert {"user_id", "cms_segid", "adgroup_id", "cate_id"} <= candidates
     # Sequences and raw features parse text.
     assert "click_50_seq__adgroup_id" not in candidates
@@ -223,7 +218,8 @@ def test_int64_candidates_leave_text_where_text_is_matched(
     sampled = load_pipeline_config(
         sample_path(name), sampler_edits(name, taobao_data, tmp_path)
     )
-    candidates = int64_candidates(sampled, build_feature_set(sampled))
+    run = RunContext(sampled)
+    candidates = int64_candidates(run.specs.data, run.feature_set)
     # The sampler extends item columns and matches user ids as text.
     assert "cms_segid" in candidates
     assert not {"user_id", "adgroup_id", "cate_id"} & candidates

@@ -111,7 +111,6 @@ def test_demo_specs_by_hand():
     # No option compares item ids, so the batch carries none.
     assert retrieval.item_id_column is None
     assert retrieval.counts_column is None
-    assert not retrieval.hard_negatives
     data = run.specs.data
     assert (data.dataset_type, data.label_field) == ("parquet", "clk")
     assert (data.batch_size, data.shuffle) == (256, True)
@@ -159,8 +158,6 @@ def test_every_torcheasyrec_config_derives_consistent_specs(name, tmp_path):
     run = RunContext(tzrec_config(name, tmp_path))
     check_specs(run)
     assert run.specs.model.kind == ("dssm_v2" if "v2" in name else "dssm")
-    hard = "hard_negative" in name
-    assert run.specs.retrieval.hard_negatives == hard
 
 
 def test_embedding_group_config_rebuilds_the_same_specs_and_tables():

@@ -30,14 +30,8 @@ from gen_taobao_data import generate  # noqa: E402
 
 from easymatch.config import load_pipeline_config  # noqa: E402
 from easymatch.data.dataset import (  # noqa: E402
-    Negatives,
-    batch_transform,
-    build_negatives,
     make_dataset,
-    make_reader,
 )
-from easymatch.features import FeatureSet  # noqa: E402
-from easymatch.features.builder import build_feature_set  # noqa: E402
 from easymatch.run_context import RunContext  # noqa: E402
 
 TAOBAO_CONFIG = os.path.join(ROOT, "samples", "dssm_taobao.config")
@@ -71,18 +65,14 @@ def sampler_config(data_dir: str, batch_size: int, num_sample: int):
     return load_pipeline_config(TAOBAO_CONFIG, json.dumps(edits))
 
 
-def training_batches(
-    config, feature_set: FeatureSet, negatives: Negatives
-) -> tf.data.Dataset:
+def training_batches(run: RunContext) -> tf.data.Dataset:
     """The endless training input, built as the training loop builds it."""
-    reader = make_reader(
-        config, feature_set, config.train_input_path, training=True
-    )
+    reader = run.reader(run.config.train_input_path, training=True)
     return make_dataset(
         reader,
-        batch_transform(config, feature_set),
+        run.transform,
         num_epochs=None,
-        negatives=negatives,
+        negatives=run.negatives(training=True),
     )
 
 
@@ -101,30 +91,24 @@ def seconds_per_call(
     return (time.perf_counter() - start) / calls
 
 
-def pipeline_throughput(
-    config, feature_set: FeatureSet, negatives: Negatives, batches: int
-) -> dict[str, float]:
+def pipeline_throughput(run: RunContext, batches: int) -> dict[str, float]:
     """Batches/s and examples/s the input pipeline delivers on its own."""
-    iterator = iter(training_batches(config, feature_set, negatives))
+    iterator = iter(training_batches(run))
     seconds = seconds_per_call(next, iterator, 3, batches)
     # A live iterator over the reader's generator can hang interpreter
     # exit; drop it here.
     del iterator
     return {
         "batches_per_sec": 1.0 / seconds,
-        "examples_per_sec": config.data_config.batch_size / seconds,
+        "examples_per_sec": run.specs.data.batch_size / seconds,
     }
 
 
-def training_throughput(
-    config, feature_set: FeatureSet, negatives: Negatives, steps: int
-) -> dict[str, float]:
+def training_throughput(run: RunContext, steps: int) -> dict[str, float]:
     """Steps/s of the training step on cached batches of the pipeline."""
-    strategy = tf.distribute.get_strategy()
-    model = RunContext(
-        config, strategy=strategy, feature_set=feature_set
-    ).create_model()
-    cached = training_batches(config, feature_set, negatives).take(4)
+    strategy = run.strategy
+    model = run.create_model()
+    cached = training_batches(run).take(4)
     iterator = iter(cached.cache().repeat())
 
     @tf.function
@@ -135,20 +119,20 @@ def training_throughput(
     del iterator
     return {
         "steps_per_sec": 1.0 / seconds,
-        "examples_per_sec": config.data_config.batch_size / seconds,
+        "examples_per_sec": run.specs.data.batch_size / seconds,
     }
 
 
 def run(args: argparse.Namespace) -> dict:
     ensure_data(args.data_dir, args.num_rows, args.num_items, args.num_users)
     config = sampler_config(args.data_dir, args.batch_size, args.num_sample)
-    feature_set = build_feature_set(config)
-    negatives = build_negatives(config, feature_set, training=True)
+    run = RunContext(config)
+    negatives = run.negatives(training=True)
     # Other processes share the cores: the load says how much.
     load_before = os.getloadavg()[0]
     started = time.perf_counter()
-    pipeline = pipeline_throughput(config, feature_set, negatives, args.batches)
-    train = training_throughput(config, feature_set, negatives, args.steps)
+    pipeline = pipeline_throughput(run, args.batches)
+    train = training_throughput(run, args.steps)
     return {
         "batch_size": args.batch_size,
         "num_sample": args.num_sample,

@@ -10,8 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from easymatch.config import load_pipeline_config
-from easymatch.data.dataset import batch_transform, make_dataset, make_reader
-from easymatch.features.builder import build_feature_set
+from easymatch.data.dataset import make_dataset
 from easymatch.models.dssm import DSSM
 from easymatch.run_context import RunContext
 from easymatch.specs import (
@@ -77,13 +76,9 @@ def pipeline_throughput(config, batches: int, warmup: int) -> dict:
     `warmup` batches first: the reader threads and tf.data's autotuning
     take a few dozen batches to reach their steady state.
     """
-    feature_set = build_feature_set(config)
-    reader = make_reader(
-        config, feature_set, config.train_input_path, training=True
-    )
-    dataset = make_dataset(
-        reader, batch_transform(config, feature_set), num_epochs=None
-    )
+    run = RunContext(config)
+    reader = run.reader(config.train_input_path, training=True)
+    dataset = make_dataset(reader, run.transform, num_epochs=None)
     iterator = iter(dataset)
     seconds = _timed_steps(lambda: next(iterator), warmup, batches)
     batch_size = config.data_config.batch_size
@@ -98,14 +93,9 @@ def _cached_training(config):
     the input pipeline stays out of the measurement."""
     strategy = tf.distribute.get_strategy()
     run = RunContext(config, strategy=strategy)
-    feature_set = run.feature_set
     model = run.create_model()
-    reader = make_reader(
-        config, feature_set, config.train_input_path, training=True
-    )
-    dataset = make_dataset(
-        reader, batch_transform(config, feature_set), num_epochs=None
-    )
+    reader = run.reader(config.train_input_path, training=True)
+    dataset = make_dataset(reader, run.transform, num_epochs=None)
     iterator = iter(dataset.take(8).cache().repeat())
     return make_train_steps(model, strategy), iterator
 

@@ -1,4 +1,4 @@
-"""Config → tf.data of (features, side_inputs, label, sample_weight).
+"""Specs → tf.data of (features, side_inputs, label, sample_weight).
 
 With a sampler, its negatives join each batch's raw item-side columns
 before the feature transforms (SPEC §3.8), so item features have
@@ -6,7 +6,8 @@ B + N (+ n_hard) rows. `side_inputs` (keys in `easymatch.side_inputs`)
 holds what the loss needs besides the features: the hard negatives'
 indices (hard samplers), the positives' item ids, the negatives' and
 their log sampling probability, the last three only when a model option
-reads them.
+reads them. What to read comes from the run's specs (`DataSpec`,
+`RetrievalSpec`), never from the config.
 """
 
 from __future__ import annotations
@@ -18,16 +19,13 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from easymatch import side_inputs as keys
-from easymatch.config import sampler_config
 from easymatch.data import samplers
 from easymatch.data.convert import STRING
 from easymatch.data.reader import ColumnSpec, TableReader
 from easymatch.features import FeatureSet, IdFeature
 from easymatch.features.checks import check
-from easymatch.protos import data_pb2
-from easymatch.side_inputs import needs_item_ids
+from easymatch.specs import DataSpec, RunSpecs
 
-DATASET_TYPES = {"ParquetDataset": "parquet", "CsvDataset": "csv"}
 # Item ids reach the model as int64 FarmHash fingerprints, so it compares
 # and hashes them without string tensors; 63 bits make collisions among a
 # batch's candidates negligible.
@@ -56,13 +54,13 @@ class Negatives:
 
 
 def build_negatives(
-    config, feature_set: FeatureSet, *, training: bool, seed: int | None = None
+    sampler: samplers.Sampler | None, data: DataSpec, feature_set: FeatureSet
 ) -> Negatives | None:
-    """The configured sampler (train or eval sample count), or None."""
-    sampler = samplers.build_sampler(config, training, seed)
+    """`sampler` (`samplers.build_sampler`) and the item-side columns it
+    extends, or None without a sampler."""
     if sampler is None:
         return None
-    kinds = feature_columns(config, feature_set)
+    kinds = feature_columns(data, feature_set)
     return Negatives(
         sampler,
         {
@@ -73,50 +71,17 @@ def build_negatives(
     )
 
 
-def _model_options(config):
-    model_config = config.model_config
-    return getattr(model_config, model_config.WhichOneof("model"))
-
-
-def item_id_column(config) -> str | None:
-    """The column of the positives' item ids, if a model option reads it."""
-    options = _model_options(config)
-    if not needs_item_ids(
-        in_batch_negative=options.in_batch_negative,
-        mixed_negatives=options.mixed_negatives,
-        logq_correction=options.logq_correction,
-        remove_accidental_hits=options.remove_accidental_hits,
-    ):
-        return None
-    sampler = sampler_config(config.data_config)
-    return options.item_id_field or sampler.item_id_field
-
-
-def id_columns(config) -> list[str]:
-    """Columns the sampler and the loss match ids in, read as text."""
-    names = []
-    sampler = sampler_config(config.data_config)
-    if sampler is not None:
-        names.append(sampler.item_id_field)
-        if hasattr(sampler, "user_id_field"):
-            names.append(sampler.user_id_field)
-    item_id = item_id_column(config)
-    if item_id is not None:
-        names.append(item_id)
-    return names
-
-
-def feature_columns(config, feature_set: FeatureSet) -> dict[str, str]:
+def feature_columns(data: DataSpec, feature_set: FeatureSet) -> dict[str, str]:
     """Column → kind ("string" | "float") of the features and the ids."""
     kinds = feature_set.input_columns()
     # Ids are matched as text, like the sampler tables' ids; a feature that
     # reads the column as a number parses the text back.
-    for name in id_columns(config):
+    for name in data.id_columns:
         kinds[name] = STRING
     return kinds
 
 
-def int64_candidates(config, feature_set: FeatureSet) -> set[str]:
+def int64_candidates(data: DataSpec, feature_set: FeatureSet) -> set[str]:
     """Text columns that may reach tf.data as int64 (see TableReader).
 
     Only columns that plain id features alone read: they take integers
@@ -132,8 +97,8 @@ def int64_candidates(config, feature_set: FeatureSet) -> set[str]:
         for column, features in readers.items()
         if all(type(f) is IdFeature and not f.weighted for f in features)
     }
-    candidates -= set(id_columns(config))
-    if sampler_config(config.data_config) is not None:
+    candidates -= set(data.id_columns)
+    if data.has_sampler:
         candidates -= {
             f.input_column for f in feature_set.features if f.side == "item"
         }
@@ -141,7 +106,7 @@ def int64_candidates(config, feature_set: FeatureSet) -> set[str]:
 
 
 def make_reader(
-    config,
+    data: DataSpec,
     feature_set: FeatureSet,
     input_path: str,
     *,
@@ -153,32 +118,25 @@ def make_reader(
     """A reader of every column the features, label, weight and ids need,
     or of ``columns`` (name → kind) only; of shard (index, count) of the
     rows only (one worker's share, see data/shards.py)."""
-    data = config.data_config
     kinds = columns
     if kinds is None:
-        kinds = feature_columns(config, feature_set)
-        for name in [data.label_fields[0], *data.sample_weight_fields[:1]]:
-            kinds.setdefault(name, "float")
-    if batch_size is None:
-        batch_size = data.batch_size
-        if not training and data.eval_batch_size:
-            batch_size = data.eval_batch_size
+        kinds = feature_columns(data, feature_set)
+        for name in [data.label_field, data.sample_weight_field]:
+            if name is not None:
+                kinds.setdefault(name, "float")
     return TableReader(
         input_path,
-        DATASET_TYPES[data_pb2.DatasetType.Name(data.dataset_type)],
+        data.dataset_type,
         [ColumnSpec(name, kind) for name, kind in kinds.items()],
-        batch_size=batch_size,
+        batch_size=batch_size or data.batch_size_for(training),
         drop_remainder=data.drop_remainder,
         shuffle=data.shuffle and training,
         shuffle_buffer_size=data.shuffle_buffer_size,
-        csv_fields=[
-            (field.input_name, data_pb2.FieldType.Name(field.input_type))
-            for field in data.input_fields
-        ],
-        csv_delimiter=data.delimiter,
-        csv_with_header=data.with_header,
-        num_workers=max(data.num_workers, 1),
-        int64_candidates=int64_candidates(config, feature_set),
+        csv_fields=list(data.csv_fields),
+        csv_delimiter=data.csv_delimiter,
+        csv_with_header=data.csv_with_header,
+        num_workers=data.num_workers,
+        int64_candidates=int64_candidates(data, feature_set),
         shard=shard,
     )
 
@@ -189,7 +147,7 @@ def hash_ids(ids: tf.Tensor) -> tf.Tensor:
 
 
 def batch_transform(
-    config, feature_set: FeatureSet
+    specs: RunSpecs, feature_set: FeatureSet
 ) -> Callable[[dict[str, tf.Tensor]], tuple]:
     """Raw columns → (features, side_inputs, label, sample_weight) for one
     batch.
@@ -197,13 +155,10 @@ def batch_transform(
     The transform's `single_valued` names columns known to hold one value
     per row, which id features need not split (see `make_dataset`).
     """
-    data = config.data_config
-    label_field = data.label_fields[0]
-    weight_field = (
-        data.sample_weight_fields[0] if data.sample_weight_fields else None
-    )
-    item_id = item_id_column(config)
-    options = _model_options(config)
+    label_field = specs.data.label_field
+    weight_field = specs.data.sample_weight_field
+    retrieval = specs.retrieval
+    item_id = retrieval.item_id_column
 
     def transform(
         columns: dict[str, tf.Tensor], single_valued: Collection[str] = ()
@@ -222,9 +177,9 @@ def batch_transform(
             # An item-side id column also holds the negatives' ids.
             positives = columns[item_id][: tf.shape(label)[0]]
             side[keys.ITEM_ID] = hash_ids(positives)
-        if options.remove_accidental_hits and keys.NEG_ITEM_ID in columns:
+        if retrieval.remove_accidental_hits and keys.NEG_ITEM_ID in columns:
             side[keys.NEG_ITEM_ID] = hash_ids(columns[keys.NEG_ITEM_ID])
-        if options.logq_correction and keys.NEG_LOG_Q in columns:
+        if retrieval.logq_correction and keys.NEG_LOG_Q in columns:
             side[keys.NEG_LOG_Q] = columns[keys.NEG_LOG_Q]
         return features, side, label, weight
 

@@ -27,37 +27,24 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from easymatch.data.convert import STRING
-from easymatch.data.dataset import hash_ids, item_id_column, make_reader
+from easymatch.data.dataset import hash_ids, make_reader
 from easymatch.errors import DataError
 from easymatch.features import FeatureSet
+from easymatch.specs import DataSpec, RunSpecs
 
 COUNTS_FILE = "item_counts.parquet"
 _META_KEY = b"easymatch_item_counts"
 logger = logging.getLogger("easymatch")
 
 
-def counts_column(config) -> str | None:
-    """The item id column to count, if the model's logQ reads counts."""
-    model_config = config.model_config
-    options = getattr(model_config, model_config.WhichOneof("model"))
-    source = options.candidate_probability.WhichOneof("source")
-    if not options.logq_correction or source == "streaming":
-        return None
-    # item_id_column is set exactly when in-batch candidates are corrected
-    # (or accidental hits masked, which needs no counts).
-    if not (options.in_batch_negative or options.mixed_negatives):
-        return None
-    return item_id_column(config)
-
-
 def count_items(
-    config, feature_set: FeatureSet, column: str
+    data: DataSpec, feature_set: FeatureSet, column: str, input_path: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(distinct ids as text, their row counts) over the training input."""
     reader = make_reader(
-        config,
+        data,
         feature_set,
-        config.train_input_path,
+        input_path,
         training=False,
         batch_size=65536,
         columns={column: STRING},
@@ -69,8 +56,7 @@ def count_items(
             totals[item] = totals.get(item, 0) + count
     if not totals:
         raise DataError(
-            f"{config.train_input_path}: no rows to count items in "
-            f"(column {column})"
+            f"{input_path}: no rows to count items in (column {column})"
         )
     ids = sorted(totals)
     return (
@@ -119,14 +105,20 @@ def read_counts(path: str) -> tuple[np.ndarray, np.ndarray, dict]:
     return ids, counts, meta
 
 
-def load_or_count(config, feature_set: FeatureSet) -> dict | None:
+def load_or_count(
+    specs: RunSpecs,
+    feature_set: FeatureSet,
+    *,
+    train_input_path: str,
+    model_dir: str,
+) -> dict | None:
     """MatchModel's ``item_counts`` (hashed ids, counts), or None when the
-    model needs none. Reads model_dir's counts file, or counts the
-    training input once and writes it there."""
-    column = counts_column(config)
+    model needs none (``RetrievalSpec.counts_column``). Reads model_dir's
+    counts file, or counts the training input once and writes it there."""
+    column = specs.retrieval.counts_column
     if column is None:
         return None
-    path = os.path.join(config.model_dir, COUNTS_FILE)
+    path = os.path.join(model_dir, COUNTS_FILE)
     if os.path.exists(path):
         ids, counts, meta = read_counts(path)
         if meta.get("column") != column:
@@ -135,22 +127,24 @@ def load_or_count(config, feature_set: FeatureSet) -> dict | None:
                 f"model's item id column is {column!r}; delete the file to "
                 "count again"
             )
-        if meta.get("train_input_path") != config.train_input_path:
+        if meta.get("train_input_path") != train_input_path:
             logger.warning(
                 "%s: counted from %s, not the current train_input_path %s; "
                 "using it as is",
                 path,
                 meta.get("train_input_path"),
-                config.train_input_path,
+                train_input_path,
             )
     else:
-        ids, counts = count_items(config, feature_set, column)
-        os.makedirs(config.model_dir, exist_ok=True)
+        ids, counts = count_items(
+            specs.data, feature_set, column, train_input_path
+        )
+        os.makedirs(model_dir, exist_ok=True)
         write_counts(
             path,
             ids,
             counts,
-            {"column": column, "train_input_path": config.train_input_path},
+            {"column": column, "train_input_path": train_input_path},
         )
         logger.info("counted %d items into %s", len(ids), path)
     hashed = hash_ids(tf.constant(ids.tolist(), tf.string)).numpy()

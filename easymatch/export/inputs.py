@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import tensorflow as tf
 
 from easymatch.data.csv_source import CSV_TYPES
-from easymatch.data.dataset import DATASET_TYPES
 from easymatch.data.reader import ColumnSpec, TableReader
 from easymatch.errors import DataError
 from easymatch.protos import data_pb2
+from easymatch.specs.derive import DATASET_TYPES
 
 
 def dataset_kind(data_config, dataset_type: str | None = None) -> str:

@@ -31,7 +31,6 @@ from easymatch.specs.retrieval import (
 )
 
 DATASET_TYPES = {"ParquetDataset": "parquet", "CsvDataset": "csv"}
-HARD_SAMPLERS = ("hard_negative_sampler", "hard_negative_sampler_v2")
 _STREAMING_FIELDS = (
     "num_buckets",
     "num_hashes",
@@ -118,8 +117,7 @@ def _candidate_probability(options) -> CandidateProbabilitySpec:
 def retrieval_spec(config) -> RetrievalSpec:
     options = model_options(config)
     model_config = config.model_config
-    data = config.data_config
-    sampler = sampler_config(data)
+    sampler = sampler_config(config.data_config)
     spec = RetrievalSpec(
         similarity=simi_pb2.Similarity.Name(options.similarity),
         temperature=options.temperature,
@@ -128,7 +126,6 @@ def retrieval_spec(config) -> RetrievalSpec:
         logq_correction=options.logq_correction,
         remove_accidental_hits=options.remove_accidental_hits,
         candidate_probability=_candidate_probability(options),
-        hard_negatives=data.WhichOneof("sampler") in HARD_SAMPLERS,
         recall_top_ks=tuple(m.recall_at_k.top_k for m in model_config.metrics),
         train_recall_top_ks=tuple(
             m.recall_at_k.top_k for m in model_config.train_metrics

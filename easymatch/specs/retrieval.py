@@ -30,8 +30,9 @@ class RetrievalSpec:
     """Negatives, similarity, loss options and metrics of a two-tower model.
 
     `item_id_column`: the column of the positives' item ids, set exactly
-    when the loss compares item ids (`needs_item_ids`); `hard_negatives`:
-    the sampler adds hard negatives.
+    when the loss compares item ids (`needs_item_ids`). Hard negatives
+    are the sampler's: they reach the loss as a side input when it adds
+    them.
     """
 
     similarity: str = "INNER_PRODUCT"
@@ -42,7 +43,6 @@ class RetrievalSpec:
     remove_accidental_hits: bool = False
     candidate_probability: CandidateProbabilitySpec = CandidateProbabilitySpec()
     item_id_column: str | None = None
-    hard_negatives: bool = False
     recall_top_ks: tuple[int, ...] = ()
     train_recall_top_ks: tuple[int, ...] = ()
     train_recall_decays: tuple[tuple[float, int], ...] = ()
