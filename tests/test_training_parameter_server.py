@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import textwrap
 import time
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
@@ -528,3 +530,44 @@ def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
     assert status == 0, log[-3000:]
     assert f"resuming from {latest}" in log
     assert _steps(model_dir)[-1] == 30
+
+
+def test_non_finite_step_stops_before_its_checkpoint(taobao_data, tmp_path):
+    # Finite weights whose sum overflows float32 make the weighted loss
+    # NaN from the fifth batch (of 32 rows) on.
+    table = pq.read_table(taobao_data / "train.parquet")
+    weights = np.ones(table.num_rows)
+    weights[4 * 32 :] = 3e38
+    train_path = tmp_path / "train.parquet"
+    column = table.schema.get_field_index("sample_weight")
+    pq.write_table(
+        table.set_column(column, "sample_weight", pa.array(weights)),
+        train_path,
+    )
+    model_dir = tmp_path / "model"
+    edits = _edits(
+        taobao_data,
+        model_dir,
+        **{
+            "train_input_path": str(train_path),
+            "data_config.shuffle": False,
+            "data_config.sample_weight_fields": ["sample_weight"],
+            "train_config.save_checkpoints_steps": 4,
+            "train_config.log_step_count_steps": 4,
+        },
+    )
+    status, log = _run_cluster(
+        _cluster(num_workers=1),
+        ["-m", "easymatch.train_eval", "--pipeline_config_path"]
+        + [str(DEMO_CONFIG), "--edit_config_json", edits],
+        edits,
+        tmp_path / "logs",
+    )
+    assert status == 2, log[-3000:]
+    assert re.search(
+        r"easymatch: error: step 5: non-finite training: loss terms "
+        r"softmax_cross_entropy=\S+, regularization=\S+; first non-finite: "
+        r".+; the latest checkpoint stays the one of step 4\n",
+        log,
+    ), log[-3000:]
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-4")

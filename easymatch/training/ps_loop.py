@@ -37,13 +37,19 @@ from easymatch.data.dataset import make_dataset
 from easymatch.errors import ConfigError
 from easymatch.export.export_model import load_model
 from easymatch.layers import sharded_tables
-from easymatch.models.match_model import MatchModel, unpack_batch
+from easymatch.models.match_model import (
+    FINITE,
+    LOSS_TERMS,
+    MatchModel,
+    unpack_batch,
+)
 from easymatch.run_context import RunContext
 from easymatch.side_inputs import ITEM_ID, require
 from easymatch.training.cluster import Cluster, ClusterError
 from easymatch.training.hooks import Hook, TrainState
 from easymatch.training.loop import Trainer, default_hooks
 from easymatch.training.model_dir_lock import ModelDirLock
+from easymatch.training.non_finite import check_finite
 from easymatch.training.sharded_sparse import ShardedRowSparse
 from easymatch.training.sparse_optimizers import _RowSparseOptimizer
 
@@ -116,7 +122,8 @@ def create_sharded_model(
 
 def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
     """`step(batch, global_step)`: one training step on a worker; returns
-    the step's loss (cross entropy + regularization)."""
+    the step's loss (cross entropy + regularization) and the finiteness
+    flags and loss terms of MatchModel's guard (non_finite.py)."""
     sharded: ShardedRowSparse = model.sharded_sparse
     optimizers = [model.optimizer]
     if model.sparse_optimizer is not None:
@@ -146,10 +153,18 @@ def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
                 gradients[: len(shards)], model.sparse_optimizer.learning_rate
             )
         gradients = gradients[len(shards) :]
+        # The Keras variables' gradients, in finite_check_names' order; a
+        # sharded table's gradient flows from the towers' and the loss.
+        checks = model._finite_checks(
+            cross_entropy, outputs["regularization_loss"], gradients, features
+        )
         if sparse:
             model.sparse_optimizer.apply(gradients[: len(sparse)], sparse)
         model.optimizer.apply(gradients[len(sparse) :], dense)
-        return cross_entropy + outputs["regularization_loss"]
+        return {
+            "loss": cross_entropy + outputs["regularization_loss"],
+            **checks,
+        }
 
     @tf.function(reduce_retracing=True)
     def step(batch, global_step):
@@ -193,12 +208,27 @@ class ParameterServerTrainer(Trainer):
             )
         )
 
-    def _sync(self, step: int) -> None:
-        """Waits for every scheduled step; the step counters say `step`."""
+    def _sync(self, step: int, pending: list, state: TrainState) -> list:
+        """Waits for every scheduled step, stops at the first one that was
+        not finite (before any checkpoint of it), sets the step counters
+        to `step`; returns the steps' losses."""
         self.coordinator.join()
+        losses = []
+        for number, result in enumerate(pending, step - len(pending) + 1):
+            logs = result.fetch()
+            check_finite(
+                self.model,
+                np.asarray(logs[FINITE]),
+                np.asarray(logs[LOSS_TERMS]),
+                number,
+                state.saved_step,
+            )
+            losses.append(float(logs["loss"]))
+        pending.clear()
         self.model.optimizer.iterations.assign(step)
         if self.model.sparse_optimizer is not None:
             self.model.sparse_optimizer.iterations.assign(step)
+        return losses
 
     def train(self) -> dict[str, float]:
         state = TrainState(self.run, self.model, self.last_step, self.hooks)
@@ -230,7 +260,8 @@ class ParameterServerTrainer(Trainer):
             hook.on_train_begin(state)
         step = state.start_step = int(self.model.optimizer.iterations.numpy())
         batches = self._batches(step)
-        losses: list = []
+        pending: list = []
+        losses: list[float] = []
         tick, tick_step = time.perf_counter(), step
         while step < self.last_step:
             try:
@@ -238,7 +269,7 @@ class ParameterServerTrainer(Trainer):
             except (StopIteration, tf.errors.OutOfRangeError):
                 logger.warning("training input ended at step %d", step)
                 break
-            losses.append(
+            pending.append(
                 self.coordinator.schedule(
                     self.step_fn,
                     args=(batch, tf.constant(step, tf.int64)),
@@ -249,11 +280,11 @@ class ParameterServerTrainer(Trainer):
             saving = step % self.interval == 0
             values = None
             if logging_step or saving:
-                self._sync(step)
+                losses += self._sync(step, pending, state)
             if logging_step:
                 now = time.perf_counter()
                 values = {
-                    "loss": float(np.mean([v.fetch() for v in losses])),
+                    "loss": float(np.mean(losses)),
                     "steps_per_sec": (step - tick_step) / (now - tick),
                     "learning_rate": float(self.model.optimizer.learning_rate),
                 }
@@ -262,7 +293,7 @@ class ParameterServerTrainer(Trainer):
                 hook.after_steps(state, step, values)
             if saving and step < self.last_step:
                 self._checkpoint(state, step)
-        self._sync(step)
+        self._sync(step, pending, state)
         if state.saved_step != step:
             self._checkpoint(state, step)
         for hook in self.hooks:
