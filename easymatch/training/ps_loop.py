@@ -65,13 +65,13 @@ def table_sharding(
     of all embedding table bytes (sharded_tables.default_min_bytes)."""
     min_bytes = run.config.train_config.shard_min_bytes
     if not min_bytes:
+        # float32 tables, by table name (features may share one).
         tables = {
-            feature.embedding_name: feature.num_embeddings
-            * feature.embedding_dim
+            spec.table.name: spec.table.num_embeddings
+            * spec.table.embedding_dim
             * 4
-            for feature in run.feature_set.features
-            if getattr(feature, "embedding_name", "")
-            and getattr(feature, "embedding_dim", 0)
+            for spec in run.feature_set.specs()
+            if spec.table is not None
         }
         min_bytes = sharded_tables.default_min_bytes(
             list(tables.values()), num_ps
