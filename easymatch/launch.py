@@ -68,10 +68,10 @@ def tasks(jobs: dict[str, list[str]]) -> list[tuple[str, int]]:
 
 
 def tf_config(jobs: dict[str, list[str]], task: tuple[str, int]) -> str:
-    # The evaluator is not a member of the training cluster (TF's rule).
-    cluster = {k: v for k, v in jobs.items() if k != "evaluator"}
+    # Every task sees the evaluator job, so the training tasks leave
+    # evaluation to it (TF lets an evaluator be listed; it trains nothing).
     return json.dumps(
-        {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}
+        {"cluster": jobs, "task": {"type": task[0], "index": task[1]}}
     )
 
 
@@ -148,7 +148,15 @@ def watch(
         if status is not None:
             if evaluator := processes.get(("evaluator", 0)):
                 # It stops by itself after the final checkpoint.
-                evaluator.wait()
+                code = evaluator.wait()
+                if status == 0 and code != 0:
+                    print(
+                        f"easymatch.launch: error: the evaluator exited "
+                        f"with status {code}; see "
+                        f"{log_dir / 'evaluator_0.log'}",
+                        file=sys.stderr,
+                    )
+                    return code
             return status
         for (job, index), process in processes.items():
             code = process.poll()
@@ -180,11 +188,6 @@ def main() -> None:
     args = parser.parse_args(argv[:split])
     if args.num_workers < 1 or args.num_ps < 0:
         parser.error("--num_workers must be >= 1 and --num_ps >= 0")
-    if args.evaluator:
-        parser.error(
-            "--evaluator: the evaluator task is not implemented yet "
-            "(docs/distributed.md)"
-        )
     train_args = argv[split + 1 :]
     if not train_args:
         parser.error("train_eval arguments follow '--'")

@@ -36,6 +36,11 @@ def main(args) -> None:
         cluster,
         args.distribute_strategy or config.train_config.distribute_strategy,
     )
+    if cluster.task_type == "evaluator":
+        from easymatch.training.sidecar_evaluator import run_evaluator
+
+        run_evaluator(config, cluster, make_exporter)
+        return
     if mode == PARAMETER_SERVER and cluster.task_type in ("ps", "worker"):
         serve(cluster)
         return

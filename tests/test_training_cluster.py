@@ -145,30 +145,54 @@ def test_parameter_server_chief_names_a_missing_ps(taobao_data, tmp_path):
     )
 
 
-def test_launch_refuses_the_evaluator(tmp_path) -> None:
-    for flag in (["--evaluator"],):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "easymatch.launch",
-                "--num_workers",
-                "1",
-                *flag,
-                "--",
-                "--pipeline_config_path",
-                str(DEMO_CONFIG),
-                "--model_dir",
-                str(tmp_path / "m"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-        )
-        assert result.returncode == 2
-        assert "not implemented yet" in result.stderr.splitlines()[-1]
-        assert not (tmp_path / "m").exists()
+def test_evaluator_task_in_tf_config() -> None:
+    # TF's rule: the evaluator may be left out of the cluster it watches.
+    evaluator = read_tf_config(_config(WORKERS, "evaluator", 0))
+    assert evaluator.has_evaluator and not evaluator.is_chief
+    assert evaluator.num_workers == 2
+    listed = dict(WORKERS, evaluator=["127.0.0.1:1005"])
+    chief = read_tf_config(_config(listed, "worker", 0))
+    # The training tasks see it and leave evaluation to it.
+    assert chief.has_evaluator and chief.is_chief
+    assert chief.num_workers == 2
+    assert all(job != "evaluator" for job, _, _ in chief.peers())
+    assert not read_tf_config(_config(WORKERS, "worker", 0)).has_evaluator
+    with pytest.raises(ClusterError, match="index: 1 out of range"):
+        read_tf_config(_config(WORKERS, "evaluator", 1))
+    two = dict(WORKERS, evaluator=["h:1", "h:2"])
+    with pytest.raises(ClusterError, match="at most one evaluator"):
+        read_tf_config(_config(two, "worker", 0))
+
+
+def test_evaluator_without_a_chief_stops_in_one_line(taobao_data, tmp_path):
+    jobs = {"worker": [f"127.0.0.1:{free_port()}"]}
+    env = dict(
+        os.environ,
+        TF_CONFIG=_config(jobs, "evaluator", 0),
+        EASYMATCH_PEER_TIMEOUT="2",
+        TF_CPP_MIN_LOG_LEVEL="3",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "easymatch.train_eval",
+            "--pipeline_config_path",
+            str(DEMO_CONFIG),
+            "--edit_config_json",
+            demo_edits(taobao_data, tmp_path / "m"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"easymatch: error: TF_CONFIG: chief ({jobs['worker'][0]}) "
+        "unreachable after 2 s"
+    )
 
 
 @pytest.mark.slow

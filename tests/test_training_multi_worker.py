@@ -169,3 +169,45 @@ def test_launch_trains_evaluates_and_exports(taobao_data, tmp_path):
     for side in ("user", "item"):
         loaded = tf.saved_model.load(str(newest / side))
         assert "serving_default" in loaded.signatures
+
+
+def test_launch_with_an_evaluator_task(taobao_data, tmp_path):
+    model_dir = tmp_path / "model"
+    result = run_cli(
+        "easymatch.launch",
+        "--num_workers",
+        "2",
+        "--evaluator",
+        "--",
+        "--pipeline_config_path",
+        str(DEMO_CONFIG),
+        "--edit_config_json",
+        demo_edits(
+            taobao_data,
+            model_dir,
+            **{"export_config.exporter_type": "latest"},
+        ),
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    logs = model_dir / "logs"
+    assert sorted(p.name for p in logs.iterdir()) == [
+        "evaluator_0.log",
+        "worker_0.log",
+        "worker_1.log",
+    ]
+    # The evaluator evaluated every checkpoint and recorded it; the
+    # chief did not evaluate.
+    results = (model_dir / "train_eval_result_v2.txt").read_text()
+    assert [json.loads(r)["global_step"] for r in results.splitlines()] == [
+        5,
+        10,
+        12,
+    ]
+    assert "eval at step 12" in (logs / "evaluator_0.log").read_text()
+    assert "eval at step" not in (logs / "worker_0.log").read_text()
+    # It exported after its evaluations, as the chief would have.
+    export = model_dir / "export" / "latest"
+    newest = max(p for p in export.iterdir() if p.name.isdigit())
+    loaded = tf.saved_model.load(str(newest / "user"))
+    assert "serving_default" in loaded.signatures

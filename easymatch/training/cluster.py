@@ -51,6 +51,14 @@ class Cluster:
         return len(jobs.get("worker", [])) + len(jobs.get("chief", []))
 
     @property
+    def has_evaluator(self) -> bool:
+        """An evaluator task evaluates (sidecar_evaluator.py), not the
+        training tasks."""
+        return self.task_type == "evaluator" or bool(
+            self.jobs.get("evaluator")
+        )
+
+    @property
     def num_ps(self) -> int:
         return len(self.jobs.get("ps", []))
 
@@ -104,22 +112,25 @@ def read_tf_config(text: str | None = None) -> Cluster:
             raise ClusterError(
                 f"TF_CONFIG.cluster.{job}: must be a list of 'host:port'"
             )
-    if len(jobs.get("chief", [])) > 1:
-        raise ClusterError("TF_CONFIG.cluster.chief: at most one chief")
+    for job in ("chief", "evaluator"):
+        if len(jobs.get(job, [])) > 1:
+            raise ClusterError(f"TF_CONFIG.cluster.{job}: at most one {job}")
     if not jobs:
         return Cluster()
     task = config.get("task")
     if not isinstance(task, dict) or "type" not in task:
         raise ClusterError("TF_CONFIG.task: needs 'type' and 'index'")
     task_type, index = task["type"], task.get("index", 0)
-    if task_type not in jobs:
+    # The evaluator need not be a job of the cluster (TF's rule).
+    tasks = jobs.get(task_type, [""] if task_type == "evaluator" else None)
+    if tasks is None:
         raise ClusterError(
             f"TF_CONFIG.task.type: {task_type!r} is not a job of the cluster"
         )
-    if not isinstance(index, int) or not 0 <= index < len(jobs[task_type]):
+    if not isinstance(index, int) or not 0 <= index < len(tasks):
         raise ClusterError(
             f"TF_CONFIG.task.index: {index!r} out of range for job "
-            f"{task_type!r} with {len(jobs[task_type])} task(s)"
+            f"{task_type!r} with {len(tasks)} task(s)"
         )
     if "worker" not in jobs and "chief" not in jobs:
         raise ClusterError("TF_CONFIG.cluster: needs a 'worker' or 'chief'")

@@ -30,6 +30,7 @@ from easymatch.training.checkpoint_hooks import (
     ExportHook,
     RunFilesHook,
 )
+from easymatch.training.cluster import read_tf_config
 from easymatch.training.hooks import (
     Hook,
     LoggingHook,
@@ -40,6 +41,7 @@ from easymatch.training.hooks import (
 from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import all_finite, check_finite, split_logs
 from easymatch.training.sampler_streams import stream_seed
+from easymatch.training.sidecar_evaluator import TrainingDoneHook
 
 logger = logging.getLogger("easymatch")
 
@@ -264,13 +266,18 @@ def default_hooks(
             ignore_restore_optimizer=ignore_restore_optimizer,
         ),
     ]
-    if config.eval_input_path:
+    # With an evaluator task in TF_CONFIG, it evaluates, records and
+    # exports each checkpoint; the chief marks the last one for it.
+    sidecar = read_tf_config().has_evaluator
+    if config.eval_input_path and not sidecar:
         hooks += [EvaluationHook(config.eval_input_path), EvalResultHook()]
     hooks += [ProgressHook(), LoggingHook()]
     if train_config.use_tensorboard:
         hooks.append(TensorBoardHook())
-    if make_exporter is not None:
+    if make_exporter is not None and not sidecar:
         hooks.append(ExportHook(make_exporter))
+    if sidecar:
+        hooks.append(TrainingDoneHook())
     return hooks
 
 

@@ -87,6 +87,16 @@ def parameter_server_strategy(
     embedding tables sharded over them (layers/sharded_tables.py)."""
     wait_for_peers(cluster, peer_timeout())
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if cluster.has_evaluator:
+        # The evaluator task runs no server for the coordinator to join.
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec(
+                {k: v for k, v in cluster.jobs.items() if k != "evaluator"}
+            ),
+            task_type=cluster.task_type,
+            task_id=cluster.task_index,
+            rpc_layer="grpc",
+        )
     return tf.distribute.experimental.ParameterServerStrategy(
         resolver, variable_partitioner=sharded_tables.partitioner
     )
