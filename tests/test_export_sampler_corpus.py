@@ -31,7 +31,8 @@ def test_export_indexes_every_item_of_the_sampler_table(taobao_data, tmp_path):
         ),
     )
     train_and_evaluate(config)
-    paths = export(RunContext(config), None, str(tmp_path / "export"))
+    run = RunContext(config)
+    paths = export(run, None, str(tmp_path / "export"))
     index = ItemIndex.load(paths["item_index"])
     table_ids = [
         line.split("\t")[0]
@@ -41,7 +42,7 @@ def test_export_indexes_every_item_of_the_sampler_table(taobao_data, tmp_path):
     ]
     assert sorted(map(str, index.ids)) == sorted(table_ids)
 
-    corpus = pq.read_table(write_sampler_corpus(config, str(tmp_path)))
+    corpus = pq.read_table(write_sampler_corpus(run, str(tmp_path)))
     # Typed like the training data, so the item tower gets int64 ids.
     train = pq.read_schema(taobao_data / "train.parquet")
     for column in corpus.column_names:

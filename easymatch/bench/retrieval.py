@@ -106,7 +106,7 @@ def retrieval_latency(
     feature_set = run.feature_set
     model = run.create_model()
     features = tower_features(model, feature_set, "user")
-    types = arrow_types(config.train_input_path, config.data_config)
+    types = arrow_types(config.train_input_path, run.specs.data)
     dtypes = column_dtypes(features.input_columns(), types)
     rows = pq.read_table(config.train_input_path).slice(0, batch).to_pylist()
 

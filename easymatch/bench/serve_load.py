@@ -26,8 +26,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from easymatch.bench.serving import fresh_export, typed_value
 from easymatch.export.index_tuning import tune_index
 from easymatch.export.scann_index import ItemIndex
-from easymatch.protos import simi_pb2
 from easymatch.serve.process import ServeProcess
+from easymatch.specs.derive import retrieval_spec
 
 USERS = 256  # distinct request rows, cycled
 TOP_K = 100
@@ -134,10 +134,7 @@ def _serve_load(
         .structured_outputs["user_tower_emb"]
         .shape[-1]
     )
-    params = getattr(
-        config.model_config, config.model_config.WhichOneof("model")
-    )
-    similarity = simi_pb2.Similarity.Name(params.similarity)
+    similarity = retrieval_spec(config).similarity
     result = {"requests_per_level": requests, "top_k": TOP_K}
     for num_items in item_counts:
         base = os.path.join(work, f"served_{num_items}")

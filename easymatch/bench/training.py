@@ -20,6 +20,7 @@ from easymatch.specs import (
     TableSpec,
     TowerSpec,
 )
+from easymatch.specs.derive import model_options
 from easymatch.training.loop import make_train_steps
 from easymatch.training.sparse_optimizers import RowSparseAdagrad
 
@@ -52,8 +53,7 @@ def taobao_config(
     if steps_per_execution is not None:
         config.train_config.steps_per_execution = steps_per_execution
     config.train_config.mixed_precision = mixed_precision
-    kind = config.model_config.WhichOneof("model")
-    getattr(config.model_config, kind).in_batch_negative = True
+    model_options(config).in_batch_negative = True
     return config
 
 

@@ -134,7 +134,7 @@ def write_towers(
     export_config's retrieval_top_k and index_target_recall.
     """
     config = run.config
-    types = training_types(config)
+    types = training_types(run)
     paths = {}
     for side in SIDES:
         features = tower_features(model, run.feature_set, side)
@@ -145,7 +145,7 @@ def write_towers(
         for asset in asset_files:
             shutil.copy(asset, path)
         rows_path = item_input_path if side == "item" else None
-        rows = sample_batch(config, dtypes, rows_path)
+        rows = sample_batch(run, dtypes, rows_path)
         write_warmup(path, rows)
         paths[side] = path
         if side == "user":
@@ -153,11 +153,11 @@ def write_towers(
         else:
             id_field = item_id_field(run.specs.data, features)
     with tempfile.TemporaryDirectory() as scratch:
-        corpus = item_input_path or write_sampler_corpus(config, scratch)
+        corpus = item_input_path or write_sampler_corpus(run, scratch)
         if corpus is None:
             return paths
         ids, embeddings = item_embeddings(
-            paths["item"], corpus, config, id_field
+            paths["item"], corpus, run.specs.data, id_field
         )
     try:
         check_item_embeddings(ids, embeddings)
@@ -172,7 +172,7 @@ def write_towers(
         embeddings,
         run.specs.retrieval.similarity,
         target_recall,
-        *user_queries(config, paths["user"]),
+        *user_queries(run, paths["user"]),
     )
     if top_k is None:
         top_k = config.export_config.retrieval_top_k
@@ -238,17 +238,15 @@ def item_id_field(data: DataSpec, item_features: FeatureSet) -> str:
 
 
 def item_embeddings(
-    item_saved_model: str, item_input_path: str, config, id_field: str
+    item_saved_model: str, item_input_path: str, data: DataSpec, id_field: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ids, embeddings) of every corpus row, via the exported item tower;
     ids from the `id_field` column."""
     runner = TowerRunner(item_saved_model)
     kinds = reader_kinds(runner.dtypes)
     kinds.setdefault(id_field, "string")
-    reader = make_table_reader(
-        config.data_config, item_input_path, kinds, INDEX_BATCH_SIZE
-    )
-    id_type = arrow_types(item_input_path, config.data_config).get(id_field)
+    reader = make_table_reader(data, item_input_path, kinds, INDEX_BATCH_SIZE)
+    id_type = arrow_types(item_input_path, data).get(id_field)
     ids, embeddings = [], []
     for batch, extra in signature_batches(reader, runner.dtypes, [id_field]):
         ids.append(typed_column(extra[id_field], id_type).to_numpy(False))
@@ -258,15 +256,17 @@ def item_embeddings(
     return np.concatenate(ids), np.concatenate(embeddings)
 
 
-def user_queries(config, user_saved_model: str) -> tuple[np.ndarray, str]:
+def user_queries(
+    run: RunContext, user_saved_model: str
+) -> tuple[np.ndarray, str]:
     """The index's query sample: the exported user tower on the first
     eval rows, or (no eval rows) none, for perturbed items instead."""
-    path = config.eval_input_path
+    path = run.config.eval_input_path
     if not path:
         return np.zeros((0, 0), np.float32), PERTURBED
     runner = TowerRunner(user_saved_model)
     reader = make_table_reader(
-        config.data_config, path, reader_kinds(runner.dtypes), QUERY_SAMPLE
+        run.specs.data, path, reader_kinds(runner.dtypes), QUERY_SAMPLE
     )
     first = next(signature_batches(reader, runner.dtypes), None)
     if first is None:

@@ -27,7 +27,7 @@ from easymatch.export.inputs import (
     typed_column,
 )
 from easymatch.export.signatures import column_dtypes
-from easymatch.features import FeatureSet
+from easymatch.run_context import RunContext
 
 INPUT_SCHEMA = "input_schema.json"
 INPUT_SAMPLE = "input_sample.parquet"
@@ -50,24 +50,25 @@ def type_from_name(name: str) -> pa.DataType | None:
 
 
 def record_input_schema(
-    config, feature_set: FeatureSet, reader: TableReader, model_dir: str
+    run: RunContext, reader: TableReader, model_dir: str
 ) -> None:
     """Writes input_schema.json and input_sample.parquet into model_dir.
 
     `reader` is the training reader: its `int64_columns` (null-free
     integer columns that reach tf.data as int64) are recorded too.
     """
-    data = config.data_config
-    types = arrow_types(config.train_input_path, data)
+    data = run.specs.data
+    train_input_path = run.config.train_input_path
+    types = arrow_types(train_input_path, data)
     record = {
         "columns": {name: str(kind) for name, kind in types.items()},
         "int64_columns": sorted(reader.int64_columns()),
     }
     with open(os.path.join(model_dir, INPUT_SCHEMA), "w") as handle:
         json.dump(record, handle, indent=1, sort_keys=True)
-    dtypes = column_dtypes(feature_set.input_columns(), types)
+    dtypes = column_dtypes(run.feature_set.input_columns(), types)
     rows = make_table_reader(
-        data, config.train_input_path, reader_kinds(dtypes), SAMPLE_ROWS
+        data, train_input_path, reader_kinds(dtypes), SAMPLE_ROWS
     )
     first = next(rows.batches(), None)
     if first is None:
@@ -78,22 +79,24 @@ def record_input_schema(
     pq.write_table(sample, os.path.join(model_dir, INPUT_SAMPLE))
 
 
-def training_types(config) -> dict[str, pa.DataType]:
+def training_types(run: RunContext) -> dict[str, pa.DataType]:
     """Column types of the training data: recorded in model_dir, else
     read from the training data."""
+    config = run.config
     path = os.path.join(config.model_dir, INPUT_SCHEMA)
     if not os.path.isfile(path):
-        return arrow_types(config.train_input_path, config.data_config)
+        return arrow_types(config.train_input_path, run.specs.data)
     with open(path) as handle:
         columns = json.load(handle)["columns"]
     types = {name: type_from_name(kind) for name, kind in columns.items()}
     return {name: kind for name, kind in types.items() if kind is not None}
 
 
-def sample_batch(config, dtypes: dict, rows_path: str | None = None):
+def sample_batch(run: RunContext, dtypes: dict, rows_path: str | None = None):
     """The first rows as a SignatureBatch of `dtypes`: from `rows_path`
     when given, else model_dir's sample, else the training data."""
-    data = config.data_config
+    config = run.config
+    data = run.specs.data
     sample = os.path.join(config.model_dir, INPUT_SAMPLE)
     dataset_type = None
     if rows_path is None and os.path.isfile(sample):

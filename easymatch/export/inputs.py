@@ -18,14 +18,14 @@ import tensorflow as tf
 from easymatch.data.csv_source import CSV_TYPES
 from easymatch.data.reader import ColumnSpec, TableReader
 from easymatch.errors import DataError
-from easymatch.protos import data_pb2
+from easymatch.specs import DataSpec
 from easymatch.specs.derive import DATASET_TYPES
 
 
-def dataset_kind(data_config, dataset_type: str | None = None) -> str:
+def dataset_kind(data: DataSpec, dataset_type: str | None = None) -> str:
     """ "parquet" or "csv": the flag's DatasetType name, else the config's."""
     if dataset_type is None:
-        dataset_type = data_pb2.DatasetType.Name(data_config.dataset_type)
+        return data.dataset_type
     if dataset_type not in DATASET_TYPES:
         raise DataError(
             f"dataset_type {dataset_type!r} is not supported (use "
@@ -35,7 +35,7 @@ def dataset_kind(data_config, dataset_type: str | None = None) -> str:
 
 
 def make_table_reader(
-    data_config,
+    data: DataSpec,
     input_path: str,
     columns: dict[str, str],
     batch_size: int,
@@ -44,30 +44,23 @@ def make_table_reader(
     """An in-order reader of `columns` (name → "string" | "float")."""
     return TableReader(
         input_path,
-        dataset_kind(data_config, dataset_type),
+        dataset_kind(data, dataset_type),
         [ColumnSpec(name, kind) for name, kind in columns.items()],
         batch_size=batch_size,
-        csv_fields=csv_fields(data_config),
-        csv_delimiter=data_config.delimiter,
-        csv_with_header=data_config.with_header,
+        csv_fields=list(data.csv_fields),
+        csv_delimiter=data.csv_delimiter,
+        csv_with_header=data.csv_with_header,
     )
 
 
-def csv_fields(data_config) -> list[tuple[str, str]]:
-    return [
-        (field.input_name, data_pb2.FieldType.Name(field.input_type))
-        for field in data_config.input_fields
-    ]
-
-
 def arrow_types(
-    input_path: str, data_config, dataset_type: str | None = None
+    input_path: str, data: DataSpec, dataset_type: str | None = None
 ) -> dict[str, pa.DataType]:
     """Column types of the first input file (CSV: the typed fields)."""
-    if dataset_kind(data_config, dataset_type) == "csv":
+    if dataset_kind(data, dataset_type) == "csv":
         return {
             name: CSV_TYPES[type_name]
-            for name, type_name in csv_fields(data_config)
+            for name, type_name in data.csv_fields
             if type_name in CSV_TYPES
         }
     # Only the file list is needed; the column is never read.

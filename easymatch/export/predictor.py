@@ -27,6 +27,7 @@ from easymatch.export.signatures import (
     EXAMPLES_INPUT,
     SERVING_SIGNATURE,
 )
+from easymatch.specs.derive import data_spec
 
 logger = logging.getLogger("easymatch")
 
@@ -110,7 +111,7 @@ def predict(
             f"--output_columns: {', '.join(sorted(unknown))} not an output "
             f"of {saved_model_path} (it has {runner.output})"
         )
-    data = config.data_config
+    data = data_spec(config)
     kinds = reader_kinds(runner.dtypes)
     for name in reserved_columns:
         kinds.setdefault(name, "string")
@@ -118,7 +119,7 @@ def predict(
         data,
         input_path,
         kinds,
-        batch_size or data.eval_batch_size or data.batch_size,
+        batch_size or data.batch_size_for(training=False),
         dataset_type,
     )
     types = arrow_types(input_path, data, dataset_type)

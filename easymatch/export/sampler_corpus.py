@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 
 from easymatch.data.samplers.tables import read_item_table
 from easymatch.export.input_schema import training_types
+from easymatch.run_context import RunContext
 
 
 def sampler_item_table(config) -> str | None:
@@ -28,13 +29,14 @@ def sampler_item_table(config) -> str | None:
     return sampler.item_input_path
 
 
-def write_sampler_corpus(config, directory: str) -> str | None:
+def write_sampler_corpus(run: RunContext, directory: str) -> str | None:
     """Writes the item table's attrs as typed columns to a Parquet file.
 
     Columns take the training data's Arrow types (as recorded in
     model_dir), so the exported item
     tower receives what it was traced for. Returns the file, or None.
     """
+    config = run.config
     path = sampler_item_table(config)
     if path is None:
         return None
@@ -46,7 +48,7 @@ def write_sampler_corpus(config, directory: str) -> str | None:
     items = read_item_table(
         path, list(sampler.attr_fields), sampler.attr_delimiter, delimiter
     )
-    types = training_types(config)
+    types = training_types(run)
     columns = {
         name: _typed(items.attrs[name].values, types.get(name))
         for name in sampler.attr_fields

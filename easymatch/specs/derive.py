@@ -141,7 +141,9 @@ def retrieval_spec(config) -> RetrievalSpec:
     return dataclasses.replace(spec, item_id_column=column)
 
 
-def data_spec(config, retrieval: RetrievalSpec) -> DataSpec:
+def data_spec(config, retrieval: RetrievalSpec | None = None) -> DataSpec:
+    """`retrieval`: the config's, when the caller has it."""
+    retrieval = retrieval or retrieval_spec(config)
     data = config.data_config
     sampler = sampler_config(data)
     id_columns = []

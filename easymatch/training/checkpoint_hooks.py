@@ -32,7 +32,7 @@ class RunFilesHook(Hook):
             config, os.path.join(state.model_dir, PIPELINE_CONFIG)
         )
         reader = run.reader(config.train_input_path, training=True)
-        record_input_schema(config, run.feature_set, reader, state.model_dir)
+        record_input_schema(run, reader, state.model_dir)
 
 
 class CheckpointHook(Hook):

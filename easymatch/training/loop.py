@@ -118,7 +118,7 @@ def train_dataset_fn(run: RunContext, start_step: int) -> Callable:
         reader = run.reader(
             config.train_input_path,
             training=True,
-            batch_size=max(config.data_config.batch_size // per_pipeline, 1),
+            batch_size=max(run.specs.data.batch_size // per_pipeline, 1),
             shard=shard,
         )
         # Each step takes one batch per local replica; each worker draws
