@@ -268,6 +268,11 @@ def test_launch_exports_and_resumes_on_other_ps_count(taobao_data, tmp_path):
     ]
     assert "sharded over 2 ps" in (model_dir / "logs/chief_0.log").read_text()
     assert _steps(model_dir) == [5, 10, 12]
+    # Each ps writes its variables' part of a checkpoint, the chief its own.
+    assert len(list(model_dir.glob("model.ckpt-12.data-*-of-00003"))) == 3
+    for task in ("ps_0", "ps_1", "worker_0", "worker_1"):
+        log = (model_dir / f"logs/{task}.log").read_text()
+        assert "done serving; peak RSS" in log, task
     # The chief's export of step 12 and an export of the sharded
     # checkpoint by a one-process `easymatch.export` load in a TF-only
     # process and embed the same rows alike.

@@ -52,6 +52,7 @@ from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import check_finite
 from easymatch.training.sharded_sparse import ShardedRowSparse
 from easymatch.training.sparse_optimizers import _RowSparseOptimizer
+from easymatch.training.strategies import peak_rss_mb
 
 logger = logging.getLogger("easymatch")
 
@@ -347,6 +348,8 @@ def train_and_evaluate_ps(
     ) + list(extra_hooks)
     with ModelDirLock(config.model_dir):
         model = create_sharded_model(run, strategy, cluster.num_ps)
-        return ParameterServerTrainer(
+        metrics = ParameterServerTrainer(
             run, model, hooks, strategy, cluster
         ).train()
+    logger.info("chief: trained; peak RSS %.1f MB", peak_rss_mb())
+    return metrics

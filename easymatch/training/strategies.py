@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +74,11 @@ def multi_worker_strategy(
         watchdog.wait()
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def server_config(cluster: Cluster) -> tf.compat.v1.ConfigProto:
     # With fewer inter-op threads than workers + 1, a ps on a 2-core
     # machine deadlocks serving concurrent steps (measured; issue #12).
@@ -127,6 +134,21 @@ def serve(cluster: Cluster, poll_seconds: float = 2.0) -> None:
         server.target,
         chief,
     )
+    # The launcher ends the servers with SIGTERM once the chief is done.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        _wait_for_the_chief(chief, poll_seconds)
+    finally:
+        # What a ps holds (its shards) shows in its peak memory.
+        logger.info(
+            "%s %d: done serving; peak RSS %.1f MB",
+            cluster.task_type,
+            cluster.task_index,
+            peak_rss_mb(),
+        )
+
+
+def _wait_for_the_chief(chief: str, poll_seconds: float) -> None:
     deadline = time.monotonic() + peer_timeout()
     seen = False
     while True:
