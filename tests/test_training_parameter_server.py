@@ -313,13 +313,15 @@ def test_launch_exports_and_resumes_on_other_ps_count(taobao_data, tmp_path):
             chief = embeddings[f"chief_{side}"]
             assert chief.shape[0] == 8 and np.isfinite(chief).all()
             np.testing.assert_array_equal(chief, embeddings[f"offline_{side}"])
-    # A restart with 3 ps continues from step 12, the tables resharded.
+    # A restart with 3 ps continues from step 12, the tables resharded;
+    # an evaluator task (sidecar) evaluates instead of the chief.
     result = run_cli(
         "easymatch.launch",
         "--num_workers",
         "1",
         "--num_ps",
         "3",
+        "--evaluator",
         "--",
         "--pipeline_config_path",
         str(DEMO_CONFIG),
@@ -331,7 +333,9 @@ def test_launch_exports_and_resumes_on_other_ps_count(taobao_data, tmp_path):
     chief_log = (model_dir / "logs/chief_0.log").read_text()
     assert "sharded over 3 ps" in chief_log
     assert f"resuming from {model_dir}/model.ckpt-12" in chief_log
-    assert _steps(model_dir) == [5, 10, 12, 15]
+    assert "eval at step" not in chief_log
+    assert _steps(model_dir)[:3] == [5, 10, 12]
+    assert _steps(model_dir)[-1] == 15
 
 
 def test_killed_worker_does_not_stop_training(taobao_data, tmp_path):
