@@ -132,20 +132,24 @@ def test_encoder_max_seq_length():
     np.testing.assert_allclose(_np(out), [[2.0], [5.0]])
 
 
+# SPEC §5.1's user group.
+TAOBAO_USER = (
+    "user_id",
+    "cms_segid",
+    "cms_group_id",
+    "final_gender_code",
+    "age_level",
+    "pvalue_level",
+    "shopping_level",
+    "occupation",
+    "new_user_class_level",
+    "pid",
+)
+
+
 def _taobao_user_item() -> EmbeddingGroup:
     """SPEC §5.1's DSSM v1 groups, with small tables."""
-    user = [
-        "user_id",
-        "cms_segid",
-        "cms_group_id",
-        "final_gender_code",
-        "age_level",
-        "pvalue_level",
-        "shopping_level",
-        "occupation",
-        "new_user_class_level",
-        "pid",
-    ]
+    user = list(TAOBAO_USER)
     item = ["adgroup_id", "cate_id", "campaign_id", "customer", "brand"]
     seq = [f"click_50_seq__{n}" for n in ("adgroup_id", "cate_id", "brand")]
     features = [sparse(n, f"{n}_emb", dim=16) for n in user + item + seq]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO_CONFIG, ROOT
+from test_layers_embedding_group import TAOBAO_USER
 
 from easymatch.config import load_pipeline_config
 from easymatch.data.mock_data import create_mock_data
@@ -46,18 +47,7 @@ TZREC_NAMES = sorted(
         "tests_configs_dssm_variational_dropout_mock",
     ]
 )
-USER = (
-    "user_id",
-    "cms_segid",
-    "cms_group_id",
-    "final_gender_code",
-    "age_level",
-    "pvalue_level",
-    "shopping_level",
-    "occupation",
-    "new_user_class_level",
-    "pid",
-)
+USER = TAOBAO_USER
 ITEM = ("adgroup_id", "cate_id", "campaign_id", "customer", "brand", "price")
 
 

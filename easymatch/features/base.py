@@ -60,6 +60,27 @@ class Feature(tf.Module):
         raise NotImplementedError
 
 
+class EmbeddedFeature(Feature):
+    """A feature whose ids index the embedding table `embedding_name`
+    (`num_embeddings` rows of `embedding_dim`), pooled by `pooling`."""
+
+    embedding_name: str
+    num_embeddings: int
+    embedding_dim: int
+    pooling: str
+    weighted: bool = False
+
+    def spec(self) -> FeatureSpec:
+        return FeatureSpec.sparse(
+            self.feature_name,
+            TableSpec(
+                self.embedding_name, self.num_embeddings, self.embedding_dim
+            ),
+            self.pooling,
+            self.weighted,
+        )
+
+
 def split_tokens(column: tf.Tensor, separator: str) -> tf.RaggedTensor:
     """Splits a [B] string column, dropping empty tokens."""
     tokens = tf.strings.split(column, sep=separator)
@@ -93,20 +114,3 @@ def to_text(column: tf.Tensor) -> tf.Tensor:
     if column.dtype == tf.string:
         return column
     return tf.strings.as_string(column)
-
-
-def sparse_spec(
-    name: str,
-    table: str,
-    num_embeddings: int,
-    embedding_dim: int,
-    pooling: str,
-    weighted: bool = False,
-) -> FeatureSpec:
-    """The spec of a feature that yields ids of table `table`."""
-    return FeatureSpec.sparse(
-        name,
-        TableSpec(table, num_embeddings, embedding_dim),
-        pooling,
-        weighted,
-    )

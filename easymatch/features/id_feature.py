@@ -9,20 +9,18 @@ import tensorflow as tf
 from easymatch.features.base import (
     PAD_ID,
     WEIGHT_SUFFIX,
-    Feature,
+    EmbeddedFeature,
     fill_empty_rows,
     pad_ids,
-    sparse_spec,
     split_tokens,
     to_text,
 )
 from easymatch.features.checks import check, first_where, parse_numbers
-from easymatch.specs.embedding import FeatureSpec
 
 OOV_TOKEN = "<OOV>"
 
 
-class IdFeature(Feature):
+class IdFeature(EmbeddedFeature):
     """Hash buckets, integer buckets or a vocabulary, pooled sum or mean.
 
     Exactly one size rule applies, first match wins: `hash_bucket_size`,
@@ -204,16 +202,6 @@ class IdFeature(Feature):
         # "0" is a valid token for every bucketizer; those rows are padding.
         ids = self.bucketize(tf.where(present, column, "0"))
         return tf.where(present, ids, PAD_ID)[:, None]
-
-    def spec(self) -> FeatureSpec:
-        return sparse_spec(
-            self.feature_name,
-            self.embedding_name,
-            self.num_embeddings,
-            self.embedding_dim,
-            self.pooling,
-            self.weighted,
-        )
 
 
 def split_weights(

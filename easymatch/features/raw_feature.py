@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from easymatch.features.base import Feature, sparse_spec, split_tokens
+from easymatch.features.base import EmbeddedFeature, split_tokens
 from easymatch.features.checks import check, first_where, parse_numbers
 from easymatch.specs.embedding import FeatureSpec
 
 
-class RawFeature(Feature):
+class RawFeature(EmbeddedFeature):
     """A dense [B, value_dim] value, or with `boundaries` sparse bucket ids.
 
     With `mlp` (TorchEasyRec's `mlp {}` dense embedding) the model projects
@@ -132,13 +132,7 @@ class RawFeature(Feature):
                 self.value_dim,
                 self.embedding_dim if self.mlp else 0,
             )
-        return sparse_spec(
-            self.feature_name,
-            self.embedding_name,
-            self.num_embeddings,
-            self.embedding_dim,
-            self.pooling,
-        )
+        return super().spec()
 
 
 def parse_normalizer(name: str, text: str):

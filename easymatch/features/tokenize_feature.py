@@ -15,12 +15,11 @@ import os
 import tensorflow as tf
 
 from easymatch.config.features import FeatureInfo
-from easymatch.features.base import Feature, pad_ids, sparse_spec
+from easymatch.features.base import EmbeddedFeature, pad_ids
 from easymatch.features.bpe import BytePairEncoder
 from easymatch.features.id_feature import IdFeature
 from easymatch.features.tokenizer_file import read_tokenizer
 from easymatch.protos import feature_pb2
-from easymatch.specs.embedding import FeatureSpec
 
 _OPT = feature_pb2.TextNormalizeOption
 # TorchEasyRec's options when norm_options is empty.
@@ -43,7 +42,7 @@ def norm_options(feature: feature_pb2.TokenizeFeature) -> list[int]:
     return options or list(DEFAULT_NORM_OPTIONS)
 
 
-class TokenizeFeature(Feature):
+class TokenizeFeature(EmbeddedFeature):
     """Text [B] → token ids int64 [B, L] padded with -1."""
 
     def __init__(
@@ -103,15 +102,6 @@ class TokenizeFeature(Feature):
             texts = tf.where(texts == "", self.default_value, texts)
         return pad_ids(self.encoder(self.normalize(texts)))
 
-    def spec(self) -> FeatureSpec:
-        return sparse_spec(
-            self.feature_name,
-            self.embedding_name,
-            self.num_embeddings,
-            self.embedding_dim,
-            self.pooling,
-        )
-
 
 def _full_to_half_width(texts: tf.Tensor) -> tf.Tensor:
     """U+FF01..U+FF5E → U+0021..U+007E, U+3000 → space (SBC → DBC)."""
@@ -125,7 +115,7 @@ def _full_to_half_width(texts: tf.Tensor) -> tf.Tensor:
 
 def build_tokenize_feature(
     info: FeatureInfo, fg_encoded: bool, separator: str | None
-) -> Feature:
+) -> EmbeddedFeature:
     """The feature of a tokenize_feature config."""
     proto: feature_pb2.TokenizeFeature = info.proto
     vocab_file = os.path.join(proto.asset_dir, proto.vocab_file)
