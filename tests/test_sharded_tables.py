@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from conftest import DEMO_CONFIG
 
 from easymatch.checkpoint import variable_tree
+from easymatch.config import load_pipeline_config
 from easymatch.layers import EmbeddingTables, sharded_tables
+from easymatch.run_context import RunContext
 from easymatch.specs import TableSpec
+from easymatch.training.ps_loop import table_sharding
 
 
 def test_default_threshold_is_one_ps_fair_share() -> None:
@@ -63,3 +67,16 @@ def test_tables_under_a_plan_leave_the_keras_weights() -> None:
     assert set(variable_tree(layer)) == {"v_big", "v_small"}
     # Outside a plan nothing is sharded.
     assert not EmbeddingTables(specs).sharded_tables
+
+
+def test_default_threshold_of_the_demo_config() -> None:
+    config = load_pipeline_config(str(DEMO_CONFIG))
+    run = RunContext(config)
+    # The demo's 18 float32 tables hold 90 095 rows of 16: 5 766 080
+    # bytes, half of it per ps of two; its largest table (20 000 rows,
+    # 1 280 000 bytes) stays whole.
+    assert table_sharding(run, 2) == sharded_tables.TableSharding(
+        num_shards=2, min_bytes=2_883_040
+    )
+    config.train_config.shard_min_bytes = 100_000
+    assert table_sharding(run, 3).min_bytes == 100_000
