@@ -38,13 +38,19 @@ def needs_item_ids(
     return remove_accidental_hits or (logq_correction and in_batch)
 
 
-def require(
-    side_inputs: dict[str, tf.Tensor], key: str, option: str
-) -> tf.Tensor:
-    """side_inputs[key], or an error naming the option that needs it."""
-    if key not in side_inputs:
+def required(value: tf.Tensor | None, key: str, option: str) -> tf.Tensor:
+    """`value`, the side input `key` (None when the batch lacks it), or an
+    error naming the option that needs it."""
+    if value is None:
         raise ValueError(
             f"{option} needs side_inputs[{key!r}]; the input pipeline adds "
             "it from the item id column and the sampler"
         )
-    return side_inputs[key]
+    return value
+
+
+def require(
+    side_inputs: dict[str, tf.Tensor], key: str, option: str
+) -> tf.Tensor:
+    """side_inputs[key], or an error naming the option that needs it."""
+    return required(side_inputs.get(key), key, option)

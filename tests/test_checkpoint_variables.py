@@ -50,3 +50,38 @@ def test_variable_tree_keys_by_position_and_class():
     assert sorted(tree["1_Dense"]) == ["v_bias", "v_kernel"]
     assert tuple(tree["1_Dense"]["v_kernel"].shape) == (2, 3)
     assert sorted(tree["3_LayerNormalization"]) == ["v_beta", "v_gamma"]
+
+
+class Inline(keras.layers.Layer):
+    """Adds no checkpoint level: a weight, a sub-layer, a random stream."""
+
+    checkpoint_inline = True
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.count = self.add_weight(shape=(), name="count", trainable=False)
+        self.dense = keras.layers.Dense(2)
+        self.seed = keras.random.SeedGenerator(5)
+
+
+class Outer(keras.layers.Layer):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.inline = Inline()
+        self.norm = keras.layers.LayerNormalization()
+        self.norm.build((None, 2))
+        self.inline.dense.build((None, 3))
+
+
+def test_an_inline_layer_lends_its_members_to_its_parent():
+    outer = Outer()
+    tree = variable_tree(outer)
+    assert list(tree) == [
+        "v_count",
+        "seed_0",
+        "0_Dense",
+        "1_LayerNormalization",
+    ]
+    assert tree["v_count"] is outer.inline.count.value
+    assert tree["seed_0"] is outer.inline.seed.state.value
+    assert sorted(tree["0_Dense"]) == ["v_bias", "v_kernel"]

@@ -112,7 +112,7 @@ def test_sampler_mode_logq_leaves_the_positive_uncorrected():
     np.testing.assert_allclose(expected[0, 1], 3.594535, rtol=1e-6)
     np.testing.assert_allclose(outputs["logits"], expected, rtol=1e-6)
     weight = np.array([1.0, 3.0], np.float32)
-    loss = net._loss(outputs, weight)[1]
+    loss = net.task.compute_loss(outputs["logits"], weight)[1]
     rows = [ce(expected[i : i + 1], [0]) for i in range(2)]
     assert float(loss) == pytest.approx(np.dot(rows, weight) / 4, 1e-5)
 
@@ -126,7 +126,8 @@ def test_mixed_negatives_one_softmax_over_batch_and_sampled():
     net.train_step((*inputs, ones, ones))
     # Both items were in both batches: estimated in every batch, log p = 0.
     np.testing.assert_allclose(
-        net.frequency_estimator.log_probability(tf.constant(ids)), [0, 0]
+        net.task.frequency_estimator.log_probability(tf.constant(ids)),
+        [0, 0],
     )
     outputs = net(*inputs)
     # u·vᵀ over the 2 positives and 3 sampled rows; targets arange(B).
@@ -268,6 +269,6 @@ def test_options_round_trip_through_get_config():
     config = dssm.get_config()
     assert config["mixed_negatives"] and config["logq_correction"]
     again = DSSM.from_config(config)
-    assert again.mode == MIXED and again.remove_accidental_hits
-    assert again.frequency_estimator is not None
-    assert make_dssm(logq_correction=True).frequency_estimator is None
+    assert again.task.mode == MIXED and again.task.remove_accidental_hits
+    assert again.task.frequency_estimator is not None
+    assert make_dssm(logq_correction=True).task.frequency_estimator is None

@@ -79,7 +79,7 @@ def test_config_train_metrics_build_decayed_metrics() -> None:
         '{"recall_at_k": {"top_k": 1}}]}',
     )
     model = build_model(RunContext(config).specs.model)
-    first, second = model.train_recall_metrics
+    first, second = model.task.train_recall_metrics
     assert (first.name, first.decay_rate, first.decay_step) == (
         "train_recall@2",
         0.5,

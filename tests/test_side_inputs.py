@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from easymatch.side_inputs import needs_item_ids, require
+from easymatch.side_inputs import needs_item_ids, require, required
 
 
 @pytest.mark.parametrize(
@@ -37,3 +37,6 @@ def test_a_missing_side_input_names_the_option():
     assert require({"a": 1}, "a", "x") == 1
     with pytest.raises(ValueError, match=r"logq_correction needs side_inputs"):
         require({}, "__neg_log_q__", "logq_correction")
+    assert required(1, "a", "x") == 1
+    with pytest.raises(ValueError, match=r"side_inputs\['__item_id__'\]"):
+        required(None, "__item_id__", "remove_accidental_hits")

@@ -4,6 +4,12 @@ tf.train.Checkpoint does not see variables or layers that Keras 3 keeps
 in lists and dicts, and Keras' own variable paths carry per-process name
 counters ("dense_3"). Sub-layer position and class are stable for a given
 config, so a checkpoint keyed by them restores in any process.
+
+A layer whose class sets `checkpoint_inline = True` adds no level: its
+sub-layers, random streams and variables are keyed as its parent's, in
+its place. The Retrieval task is one, so the frequency estimator it owns
+keeps the key it had as the model's own first sub-layer, and model_dirs
+written before the task layer existed resume and export unchanged.
 """
 
 from __future__ import annotations
@@ -32,13 +38,13 @@ def _layers_in(value: object) -> list[keras.layers.Layer]:
     return []
 
 
-def sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
-    """The layer's direct sub-layers, in the order they were assigned.
+def _inline(layer: keras.layers.Layer) -> bool:
+    return bool(getattr(layer, "checkpoint_inline", False))
 
-    Read from its attributes (lists and dicts included) rather than from
-    Keras' private tracking list, which holds the same layers in the same
-    order.
-    """
+
+def _attribute_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layers held in the layer's attributes (lists and dicts
+    included), in assignment order, once each."""
     base = _base_attributes()
     found: dict[int, keras.layers.Layer] = {}
     for name, value in vars(layer).items():
@@ -49,9 +55,23 @@ def sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     return list(found.values())
 
 
+def sublayers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The layer's direct sub-layers, in the order they were assigned,
+    an inline sub-layer replaced by its own.
+
+    Read from its attributes rather than from Keras' private tracking
+    list, which holds the same layers in the same order.
+    """
+    found: dict[int, keras.layers.Layer] = {}
+    for child in _attribute_layers(layer):
+        for member in sublayers(child) if _inline(child) else [child]:
+            found.setdefault(id(member), member)
+    return list(found.values())
+
+
 def seed_generators(layer: keras.layers.Layer) -> list:
     """The layer's own random streams (e.g. dropout's), in assignment
-    order."""
+    order, then its inline sub-layers'."""
     base = _base_attributes()
     found: dict[int, keras.random.SeedGenerator] = {}
     for name, value in vars(layer).items():
@@ -61,6 +81,10 @@ def seed_generators(layer: keras.layers.Layer) -> list:
         for item in values:
             if isinstance(item, keras.random.SeedGenerator):
                 found.setdefault(id(item), item)
+    inline = [c for c in _attribute_layers(layer) if _inline(c)]
+    for child in inline:
+        for generator in seed_generators(child):
+            found.setdefault(id(generator), generator)
     return list(found.values())
 
 

@@ -28,6 +28,7 @@ from easymatch.retrieval.similarity import (
     similarity_blocks,
     target_columns,
 )
+from easymatch.retrieval.task import Retrieval
 
 __all__ = [
     "IN_BATCH",
@@ -36,6 +37,7 @@ __all__ = [
     "SAMPLED",
     "FrequencyEstimator",
     "RecallAtK",
+    "Retrieval",
     "append_hard_negatives",
     "apply_temperature",
     "candidate_item_ids",
