@@ -48,9 +48,3 @@ def required(value: tf.Tensor | None, key: str, option: str) -> tf.Tensor:
         )
     return value
 
-
-def require(
-    side_inputs: dict[str, tf.Tensor], key: str, option: str
-) -> tf.Tensor:
-    """side_inputs[key], or an error naming the option that needs it."""
-    return required(side_inputs.get(key), key, option)

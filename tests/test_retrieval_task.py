@@ -55,6 +55,22 @@ def test_regularization_joins_the_loss_and_the_tracker():
     assert float(out["logs"]["loss"]) == pytest.approx(1.608829, rel=1e-5)
 
 
+def test_without_metrics_the_estimator_still_counts():
+    task = Retrieval(
+        in_batch_negative=True,
+        logq_correction=True,
+        candidate_probability={"source": "streaming", "num_buckets": 16},
+        train_recall_top_ks=[1],
+        train_recall_decays=[[0.5, 1]],
+    )
+    ids = tf.constant([1 | 1 << 4, 2 | 2 << 4, 3 | 3 << 4], tf.int64)
+    out = task(T2_U, T2_V, item_ids=ids, training=True, compute_metrics=False)
+    assert out["logs"] == {}
+    assert int(task.frequency_estimator.step) == 1
+    assert float(task.loss_tracker.result()) == 0.0
+    assert int(task.train_recall_metrics[0].steps) == 0
+
+
 OPTIONS = {
     # In-batch, streaming logQ (the estimator learns in training calls),
     # accidental hits.

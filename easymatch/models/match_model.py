@@ -97,8 +97,11 @@ class MatchModel(keras.Model):
         """(similarity, logits), both [B, C + K]: `Retrieval.logits`."""
         return self.task.logits(user_emb, item_emb, **task_inputs(side_inputs))
 
-    def _task_step(self, data, training: bool) -> tuple:
-        """(features, regularization loss, the task's outputs) of a batch."""
+    def task_step(
+        self, data, *, training: bool, compute_metrics: bool = True
+    ) -> tuple:
+        """(features, regularization loss, the task's outputs) of a batch:
+        towers, then the Retrieval task (`Retrieval.call`)."""
         features, side_inputs, _, sample_weight = unpack_batch(data)
         user_emb, item_emb, regularization = self.tower_outputs(
             features, training=training
@@ -110,6 +113,7 @@ class MatchModel(keras.Model):
             sample_weight=sample_weight,
             regularization_loss=regularization,
             training=training,
+            compute_metrics=compute_metrics,
         )
         return features, regularization, outputs
 
@@ -144,7 +148,7 @@ class MatchModel(keras.Model):
 
     def train_step(self, data) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            features, regularization, outputs = self._task_step(
+            features, regularization, outputs = self.task_step(
                 data, training=True
             )
         sparse, dense = self.split_variables()
@@ -233,7 +237,7 @@ class MatchModel(keras.Model):
         ]
 
     def test_step(self, data) -> dict[str, tf.Tensor]:
-        return self._task_step(data, training=False)[2]["logs"]
+        return self.task_step(data, training=False)[2]["logs"]
 
     def get_config(self) -> dict:
         return {

@@ -140,9 +140,11 @@ class Retrieval(keras.layers.Layer):
         sample_weight: tf.Tensor | None = None,
         regularization_loss: tf.Tensor | float = 0.0,
         training: bool = False,
+        compute_metrics: bool = True,
         **candidates: tf.Tensor | None,
     ) -> dict:
-        """One batch's loss; updates the metrics of `training`'s kind.
+        """One batch's loss; updates the metrics of `training`'s kind
+        unless `compute_metrics` is false.
 
         `candidates`: the tensors `logits` takes (`item_ids`,
         `negative_item_ids`, `negative_log_q`, `hard_neg_indices`).
@@ -162,6 +164,15 @@ class Retrieval(keras.layers.Layer):
         loss, cross_entropy = self.compute_loss(
             logits, sample_weight, regularization
         )
+        outputs = {
+            "loss": loss,
+            "cross_entropy": cross_entropy,
+            "similarity": similarity,
+            "logits": logits,
+            "logs": {},
+        }
+        if not compute_metrics:
+            return outputs
         targets = target_columns(similarity, self.mode != SAMPLED)
         if training:
             self.loss_tracker.update_state(cross_entropy + regularization)
@@ -174,13 +185,8 @@ class Retrieval(keras.layers.Layer):
             metrics = [self.cross_entropy_tracker, *self.recall_metrics]
         for metric in metrics[1:]:
             metric.update_state(targets, similarity)
-        return {
-            "loss": loss,
-            "cross_entropy": cross_entropy,
-            "similarity": similarity,
-            "logits": logits,
-            "logs": {metric.name: metric.result() for metric in metrics},
-        }
+        outputs["logs"] = {metric.name: metric.result() for metric in metrics}
+        return outputs
 
     # -- the loss chain ----------------------------------------------------
     def logits(

@@ -37,14 +37,8 @@ from easymatch.data.dataset import make_dataset
 from easymatch.errors import ConfigError
 from easymatch.export.export_model import load_model
 from easymatch.layers import sharded_tables
-from easymatch.models.match_model import (
-    FINITE,
-    LOSS_TERMS,
-    MatchModel,
-    unpack_batch,
-)
+from easymatch.models.match_model import FINITE, LOSS_TERMS, MatchModel
 from easymatch.run_context import RunContext
-from easymatch.side_inputs import ITEM_ID, require
 from easymatch.training.cluster import Cluster, ClusterError
 from easymatch.training.hooks import Hook, TrainState
 from easymatch.training.loop import Trainer, default_hooks
@@ -131,23 +125,22 @@ def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
         optimizers.append(model.sparse_optimizer)
 
     def replica_step(batch, global_step):
-        features, side_inputs, _, sample_weight = unpack_batch(batch)
         # The chief numbers the steps: concurrent steps would race on an
         # assign_add, and Adam's bias correction and learning rate
         # schedules read this count.
         for optimizer in optimizers:
             optimizer.iterations.assign(global_step)
-        if model.frequency_estimator is not None:
-            model.frequency_estimator.update(
-                require(side_inputs, ITEM_ID, "logq_correction")
-            )
         shards = sharded.shard_variables()
         sparse, dense = model.split_variables()
         if model.sparse_optimizer is None:
             sparse, dense = [], sparse + dense
         with tf.GradientTape() as tape:
-            outputs = model(features, side_inputs, training=True)
-            loss, cross_entropy, _ = model._loss(outputs, sample_weight)
+            # The task counts the batch's items in the frequency estimator
+            # first; the step's loss is returned, not tracked.
+            features, regularization, outputs = model.task_step(
+                batch, training=True, compute_metrics=False
+            )
+        loss = outputs["loss"]
         gradients = model._clip(tape.gradient(loss, shards + sparse + dense))
         if shards:
             sharded.apply(
@@ -157,13 +150,13 @@ def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
         # The Keras variables' gradients, in finite_check_names' order; a
         # sharded table's gradient flows from the towers' and the loss.
         checks = model._finite_checks(
-            cross_entropy, outputs["regularization_loss"], gradients, features
+            outputs["cross_entropy"], regularization, gradients, features
         )
         if sparse:
             model.sparse_optimizer.apply(gradients[: len(sparse)], sparse)
         model.optimizer.apply(gradients[len(sparse) :], dense)
         return {
-            "loss": cross_entropy + outputs["regularization_loss"],
+            "loss": outputs["cross_entropy"] + regularization,
             **checks,
         }
 
