@@ -19,7 +19,6 @@ from conftest import ROOT
 from easymatch.checkpoint import make_manager, restore, variable_tree
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import export
-from easymatch.features.builder import build_feature_set
 from easymatch.models.builder import build_model
 from easymatch.run_context import RunContext
 from easymatch.training.loop import train_and_evaluate
@@ -155,7 +154,7 @@ def write_old_model_dir(config) -> dict[str, np.ndarray]:
 
 def test_checkpoint_keys_are_those_before_the_task_layer(tmp_path):
     config = planted_config(tmp_path)
-    model = build_model(config, build_feature_set(config))
+    model = build_model(RunContext(config).specs.model)
     keys = flat(variable_tree(model))
     assert {k: tuple(v.shape) for k, v in keys.items()} == OLD_LAYOUT
     assert keys["0_FrequencyEstimator/v_step"] is (
@@ -167,7 +166,7 @@ def test_old_model_dir_resumes_and_exports(tmp_path):
     config = planted_config(tmp_path)
     values = write_old_model_dir(config)
     # Every variable reads back from its old key.
-    model = build_model(config, build_feature_set(config))
+    model = build_model(RunContext(config).specs.model)
     restore(model, config.model_dir, with_optimizers=False)
     for key, variable in flat(variable_tree(model)).items():
         np.testing.assert_array_equal(variable.numpy(), values[key], key)
@@ -184,7 +183,7 @@ def test_old_model_dir_resumes_and_exports(tmp_path):
     assert int(saved("0_FrequencyEstimator/v_step")) == OLD_ESTIMATOR_STEP + 2
     table = "1_EmbeddingGroup/0_EmbeddingTables/v_user_id_emb"
     np.testing.assert_array_equal(saved(table)[1000:], values[table][1000:])
-    paths = export(config, None, str(tmp_path / "export"))
+    paths = export(RunContext(config), None, str(tmp_path / "export"))
     for side in ("user", "item"):
         assert (tmp_path / "export" / side / "saved_model.pb").is_file()
     assert set(paths) >= {"user", "item"}
