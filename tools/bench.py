@@ -2,7 +2,7 @@
 
 python tools/bench.py [--quick]
     [--only pipeline,sampler,train,tables,export,scann,retrieval,serve]
-    [--only logq]
+    [--only logq] [--only distributed]
     [--data_dir DIR] [--output bench.json]
 
 Figures are measured here, on this machine, and never asserted in tests.
@@ -43,7 +43,9 @@ PARTS = (
 )
 # logQ options against the planted oracle (tools/bench_logq.py): minutes
 # of training per option, so only on request.
-ON_REQUEST = ("logq",)
+# A 10M-row user table trained by one process and by a loopback cluster
+# (easymatch/bench/distributed.py): GBs per task, so only on request.
+ON_REQUEST = ("logq", "distributed")
 
 
 def main() -> None:
@@ -192,6 +194,18 @@ def main() -> None:
                 else list(LOGQ_OPTIONS)
             ),
             num_epochs=5,
+        )
+    if "distributed" in parts:
+        from easymatch.bench import distributed
+
+        result["distributed"] = distributed.distributed(
+            distributed.user_table_config(
+                config(1024),
+                user_rows=10**6 if quick else 10**7,
+                steps=20 if quick else 60,
+            ),
+            distributed.LAYOUTS,
+            timeout=3600,
         )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["peak_rss_mb"] = peak_kib / 1024.0
