@@ -2,7 +2,7 @@
 
 python tools/bench.py [--quick]
     [--only pipeline,sampler,train,tables,export,scann,retrieval,serve]
-    [--only logq] [--only distributed]
+    [--only logq] [--only distributed [--layouts 2_workers_2_ps]]
     [--data_dir DIR] [--output bench.json]
 
 Figures are measured here, on this machine, and never asserted in tests.
@@ -54,6 +54,12 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(PARTS))
     parser.add_argument("--data_dir", default="data/bench")
     parser.add_argument("--output", default="bench.json")
+    parser.add_argument(
+        "--layouts",
+        default="",
+        help="the distributed part's layouts, comma-separated (default: "
+        "all of easymatch/bench/distributed.py's LAYOUTS)",
+    )
     args = parser.parse_args()
     parts = [p for p in args.only.split(",") if p]
     unknown = sorted(set(parts) - set(PARTS) - set(ON_REQUEST))
@@ -204,7 +210,11 @@ def main() -> None:
                 user_rows=10**6 if quick else 10**7,
                 steps=20 if quick else 60,
             ),
-            distributed.LAYOUTS,
+            {
+                name: layout
+                for name, layout in distributed.LAYOUTS.items()
+                if not args.layouts or name in args.layouts.split(",")
+            },
             timeout=3600,
         )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

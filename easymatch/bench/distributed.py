@@ -29,6 +29,7 @@ from easymatch.launch import free_port
 LAYOUTS = {
     "1_process": {},
     "2_mwms_workers": {"worker": 2},
+    "2_workers_2_ps": {"chief": 1, "worker": 2, "ps": 2},
 }
 _STEPS_PER_SEC = re.compile(r"step (\d+)/\d+: .*steps_per_sec=([0-9.e+-]+)")
 
@@ -142,10 +143,11 @@ def _wait_all(processes: dict, deadline: float) -> tuple[dict, dict]:
 
 
 def training_workers(layout: dict[str, int]) -> int:
-    """Tasks that run training steps: MWMS's workers (and chief); under
-    parameter servers the workers only (the chief coordinates)."""
+    """Batches of `batch_size` per logged step: one per MWMS worker (and
+    chief); under parameter servers one, since a step is one worker's
+    batch and the chief's steps/s counts every worker's steps."""
     if layout.get("ps"):
-        return layout.get("worker", 0)
+        return 1
     return max(layout.get("worker", 0) + layout.get("chief", 0), 1)
 
 
