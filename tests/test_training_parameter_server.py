@@ -97,6 +97,27 @@ def _cluster(num_workers: int = 2, num_ps: int = 2) -> dict:
     }
 
 
+def _train_eval(edits: str) -> list[str]:
+    """train_eval's arguments on the demo config with `edits`."""
+    return ["-m", "easymatch.train_eval", "--pipeline_config_path"] + [
+        str(DEMO_CONFIG),
+        "--edit_config_json",
+        edits,
+    ]
+
+
+def _kill_after(marker: str, task: tuple, killed: list):
+    """on_progress of _run_cluster: SIGKILLs `task` (by PID) once the
+    chief's log shows `marker`; its status goes into `killed`."""
+
+    def kill(log: str, processes: dict) -> None:
+        if not killed and marker in log:
+            processes[task].send_signal(signal.SIGKILL)
+            killed.append(processes[task].wait())
+
+    return kill
+
+
 def _start(
     command: list[str], jobs: dict, task: tuple, log
 ) -> subprocess.Popen:
@@ -117,14 +138,7 @@ def _run_cluster(jobs, chief_command, edits, log_dir, on_progress=None):
     """Starts every task (servers run train_eval), waits for the chief;
     returns (chief's status, its log). Every process ends by PID."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    train_eval = [
-        "-m",
-        "easymatch.train_eval",
-        "--pipeline_config_path",
-        str(DEMO_CONFIG),
-        "--edit_config_json",
-        edits,
-    ]
+    train_eval = _train_eval(edits)
     processes = {}
     try:
         for job in ("ps", "worker"):
@@ -350,17 +364,12 @@ def test_killed_worker_does_not_stop_training(taobao_data, tmp_path):
         },
     )
     killed = []
-
-    def kill_worker_1(log: str, processes: dict) -> None:
-        # After the first logged steps, worker 1 dies (SIGKILL by PID).
-        if not killed and "step 10/40" in log:
-            processes["worker", 1].send_signal(signal.SIGKILL)
-            killed.append(processes["worker", 1].wait())
+    # After the first logged steps, worker 1 dies.
+    kill_worker_1 = _kill_after("step 10/40", ("worker", 1), killed)
 
     status, log = _run_cluster(
         _cluster(),
-        ["-m", "easymatch.train_eval", "--pipeline_config_path"]
-        + [str(DEMO_CONFIG), "--edit_config_json", edits],
+        _train_eval(edits),
         edits,
         tmp_path / "logs",
         on_progress=kill_worker_1,
@@ -417,8 +426,7 @@ def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
     edits = _edits(taobao_data, ps, **options)
     status, log = _run_cluster(
         _cluster(num_workers=1),
-        ["-m", "easymatch.train_eval", "--pipeline_config_path"]
-        + [str(DEMO_CONFIG), "--edit_config_json", edits],
+        _train_eval(edits),
         edits,
         tmp_path / "logs",
     )
@@ -512,15 +520,10 @@ def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
             "train_config.log_step_count_steps": 10,
         },
     )
-    command = ["-m", "easymatch.train_eval", "--pipeline_config_path"]
-    command += [str(DEMO_CONFIG), "--edit_config_json", edits]
+    command = _train_eval(edits)
     jobs = _cluster()
     killed = []
-
-    def kill_ps_1(log: str, processes: dict) -> None:
-        if not killed and "eval at step 10" in log:
-            processes["ps", 1].send_signal(signal.SIGKILL)
-            killed.append(processes["ps", 1].wait())
+    kill_ps_1 = _kill_after("eval at step 10", ("ps", 1), killed)
 
     status, log = _run_cluster(
         jobs, command, edits, tmp_path / "logs", on_progress=kill_ps_1
@@ -567,8 +570,7 @@ def test_non_finite_step_stops_before_its_checkpoint(taobao_data, tmp_path):
     )
     status, log = _run_cluster(
         _cluster(num_workers=1),
-        ["-m", "easymatch.train_eval", "--pipeline_config_path"]
-        + [str(DEMO_CONFIG), "--edit_config_json", edits],
+        _train_eval(edits),
         edits,
         tmp_path / "logs",
     )
