@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import ROOT
 from test_negatives_pipeline import (
@@ -34,6 +35,8 @@ SHORT = {
 }
 
 
+# Four train_eval processes at once: over a minute on 2 cores.
+@pytest.mark.slow
 def test_each_sampler_kind_trains_and_evaluates(taobao_data, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     runs = {}

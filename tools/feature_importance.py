@@ -18,6 +18,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from easymatch.errors import EasyMatchError  # noqa: E402
+from easymatch.specs.groups import GroupSpec  # noqa: E402
 
 
 def feature_importance(
@@ -52,13 +53,13 @@ def feature_importance(
     return report
 
 
-def _display_names(group: dict) -> dict[str, str]:
+def _display_names(group: GroupSpec) -> dict[str, str]:
     """`<group>_seq_encoder_<i>` → that name with its sequence group."""
     return {
-        f"{group['name']}_seq_encoder_{i}": (
-            f"{group['name']}_seq_encoder_{i} ({encoder['input']})"
+        f"{group.name}_seq_encoder_{i}": (
+            f"{group.name}_seq_encoder_{i} ({encoder.input})"
         )
-        for i, encoder in enumerate(group.get("sequence_encoders", []))
+        for i, encoder in enumerate(group.sequence_encoders)
     }
 
 
