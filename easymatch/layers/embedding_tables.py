@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from easymatch.layers import sharded_tables
 from easymatch.specs.embedding import TableSpec
+from easymatch.variable_rows import gather_rows
 
 
 def _default_initializer(num_embeddings: int) -> keras.initializers.Initializer:
@@ -90,7 +91,7 @@ class EmbeddingTables(keras.layers.Layer):
         table = self._variables_by_table[table_name]
         ids = tf.convert_to_tensor(ids)
         valid = ids >= 0
-        rows = tf.gather(table.value, tf.boolean_mask(ids, valid))
+        rows = gather_rows(table, tf.boolean_mask(ids, valid))
         shape = tf.concat(
             [tf.shape(ids, out_type=tf.int64), [table.shape[-1]]], axis=0
         )

@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 
 from easymatch.training.varying_gather import varying_gather
+from easymatch.variable_rows import gather_rows
 
 
 @keras.saving.register_keras_serializable(package="easymatch")
@@ -117,15 +118,15 @@ class FrequencyEstimator(keras.layers.Layer):
         if self.count_repeats:
             slots, _, repeats = tf.unique_with_counts(slots)
         step = self.step.value.assign_add(1)
-        last = tf.gather(self.last_seen.value, slots)
-        interval = tf.gather(self.interval.value, slots)
+        last = gather_rows(self.last_seen, slots)
+        interval = gather_rows(self.interval, slots)
         gap = tf.cast(step - last, tf.float32)
         if repeats is not None:
             gap = gap / tf.cast(repeats, tf.float32)
         alpha = tf.constant(self.alpha, tf.float32)
         updates = []
         if self.sightings is not None:
-            seen = tf.gather(self.sightings.value, slots) + 1
+            seen = gather_rows(self.sightings, slots) + 1
             alpha = tf.maximum(alpha, 1.0 / tf.cast(seen, tf.float32))
             updates.append(
                 self.sightings.value.scatter_update(
@@ -151,7 +152,7 @@ class FrequencyEstimator(keras.layers.Layer):
         An id never seen counts as seen once in step + 1 steps.
         """
         shape = tf.shape(item_ids)
-        interval = tf.gather(self.interval.value, self._slots(item_ids))
+        interval = gather_rows(self.interval, self._slots(item_ids))
         unseen = tf.cast(self.step.value + 1, tf.float32)
         interval = tf.where(interval > 0, interval, unseen)
         interval = tf.reduce_max(

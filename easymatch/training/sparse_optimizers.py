@@ -23,6 +23,7 @@ import tensorflow as tf
 from easymatch.errors import ConfigError
 from easymatch.training.optimizers import learning_rate, optimizer_params
 from easymatch.training.varying_gather import varying_gather
+from easymatch.variable_rows import gather_rows
 
 # Base options that act on whole tables every step, which is what these
 # optimizers exist to avoid.
@@ -114,7 +115,7 @@ class _RowSparseOptimizer(keras.optimizers.Optimizer):
         if isinstance(gradient, tf.IndexedSlices):
             gradient = _sum_duplicates(gradient)
             ids = gradient.indices
-            old = [tf.gather(slot.value, ids) for slot in slots]
+            old = [gather_rows(slot, ids) for slot in slots]
             delta, new = self._rule(gradient.values, old, lr)
             for slot, rows in zip(slots, new, strict=True):
                 self.assign(slot, tf.IndexedSlices(rows, ids))
