@@ -92,7 +92,7 @@ def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
 # A per-worker dataset over a Python generator: where does it run?
 PER_WORKER = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, time
     import tensorflow as tf
     strategy = tf.distribute.experimental.ParameterServerStrategy(
         tf.distribute.cluster_resolver.TFConfigClusterResolver()
@@ -124,6 +124,10 @@ PER_WORKER = textwrap.dedent(
     coordinator.join()
     print(json.dumps({"total": int(total.numpy()), "chief": os.getpid()}))
     sys.stdout.flush()
+    # The servers leave once they have seen the chief answer and then stop
+    # (strategies.serve polls every 2 s): a chief gone before their first
+    # poll would keep them waiting for the peer timeout.
+    time.sleep(5)
     os._exit(0)
     """
 )
