@@ -98,7 +98,9 @@ def test_wait_for_peers_names_the_missing_one() -> None:
         assert time.monotonic() - start < 30
 
 
-def _train_eval(tmp_path, taobao_data, tf_config: str, **env: str):
+def _train_eval(
+    tmp_path, taobao_data, tf_config: str, timeout: float = 600, **env: str
+):
     return subprocess.run(
         [
             sys.executable,
@@ -111,7 +113,7 @@ def _train_eval(tmp_path, taobao_data, tf_config: str, **env: str):
         ],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=timeout,
         cwd=ROOT,
         env=dict(os.environ, TF_CONFIG=tf_config, **env),
     )
@@ -166,27 +168,13 @@ def test_evaluator_task_in_tf_config() -> None:
 
 def test_evaluator_without_a_chief_stops_in_one_line(taobao_data, tmp_path):
     jobs = {"worker": [f"127.0.0.1:{free_port()}"]}
-    env = dict(
-        os.environ,
-        TF_CONFIG=_config(jobs, "evaluator", 0),
+    result = _train_eval(
+        tmp_path,
+        taobao_data,
+        _config(jobs, "evaluator", 0),
+        timeout=300,
         EASYMATCH_PEER_TIMEOUT="2",
         TF_CPP_MIN_LOG_LEVEL="3",
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "easymatch.train_eval",
-            "--pipeline_config_path",
-            str(DEMO_CONFIG),
-            "--edit_config_json",
-            demo_edits(taobao_data, tmp_path / "m"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=env,
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines()[-1] == (

@@ -163,12 +163,14 @@ def test_steps_per_execution_8_trains_the_weights_of_1(taobao_data, tmp_path):
         np.testing.assert_allclose(one, eight, rtol=1e-5, atol=1e-6)
 
 
-def test_launch_trains_evaluates_and_exports(taobao_data, tmp_path):
-    model_dir = tmp_path / "model"
-    result = run_cli(
+def _launch(taobao_data, model_dir, *flags: str):
+    """easymatch.launch of two workers on the demo config (latest export),
+    with launcher `flags`."""
+    return run_cli(
         "easymatch.launch",
         "--num_workers",
         "2",
+        *flags,
         "--",
         "--pipeline_config_path",
         str(DEMO_CONFIG),
@@ -180,6 +182,11 @@ def test_launch_trains_evaluates_and_exports(taobao_data, tmp_path):
         ),
         timeout=900,
     )
+
+
+def test_launch_trains_evaluates_and_exports(taobao_data, tmp_path):
+    model_dir = tmp_path / "model"
+    result = _launch(taobao_data, model_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     logs = sorted(p.name for p in (model_dir / "logs").iterdir())
     assert logs == ["worker_0.log", "worker_1.log"]
@@ -204,22 +211,7 @@ def test_launch_trains_evaluates_and_exports(taobao_data, tmp_path):
 
 def test_launch_with_an_evaluator_task(taobao_data, tmp_path):
     model_dir = tmp_path / "model"
-    result = run_cli(
-        "easymatch.launch",
-        "--num_workers",
-        "2",
-        "--evaluator",
-        "--",
-        "--pipeline_config_path",
-        str(DEMO_CONFIG),
-        "--edit_config_json",
-        demo_edits(
-            taobao_data,
-            model_dir,
-            **{"export_config.exporter_type": "latest"},
-        ),
-        timeout=900,
-    )
+    result = _launch(taobao_data, model_dir, "--evaluator")
     assert result.returncode == 0, result.stderr[-3000:]
     logs = model_dir / "logs"
     assert sorted(p.name for p in logs.iterdir()) == [
