@@ -20,12 +20,14 @@ from easymatch.launch import free_port
 SHARD_MIN_BYTES = 100_000
 
 # The chief of train_eval, plus a hook that dumps every sharded table's
-# shards (shape, device) and values at the end of training.
+# shards (shape, device) and values, and every table's optimizer slots,
+# at the end of training.
 CHIEF = textwrap.dedent(
     """
     import json, sys
     import numpy as np
     import tensorflow as tf
+    from easymatch.checkpoint.table_slots import tables_of
     from easymatch.config import load_pipeline_config
     from easymatch.training.cluster import PARAMETER_SERVER, read_tf_config
     from easymatch.training.hooks import Hook
@@ -48,6 +50,21 @@ CHIEF = textwrap.dedent(
             np.savez(sys.argv[3] + ".npz", **values)
             with open(sys.argv[3] + ".json", "w") as handle:
                 json.dump(shards, handle)
+            # Every table's optimizer slots, sharded or held by Keras.
+            model, slots = state.model, {}
+            optimizer = model.sparse_optimizer
+            for name, table in tables_of(model, breadth_first=True):
+                if name in tables:
+                    found = model.sharded_sparse.slots_of(table)
+                    found = [
+                        tf.concat([v.read_value() for v in s.variables], 0)
+                        for s in found
+                    ]
+                else:
+                    found = optimizer.slot_variables(table)
+                for slot, value in zip(optimizer.slot_names, found):
+                    slots[f"{name}/{slot}"] = np.asarray(value)
+            np.savez(sys.argv[3] + "_slots.npz", **slots)
 
     cluster = read_tf_config()
     config = load_pipeline_config(sys.argv[1], sys.argv[2])

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -29,7 +30,8 @@ from ps_cluster import (
 )
 from serving import signature_rows
 
-from easymatch.checkpoint import checkpoint_path, sublayers
+from easymatch.checkpoint import checkpoint_path, restore, sublayers
+from easymatch.checkpoint.table_slots import tables_of
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import load_model
 from easymatch.layers import EmbeddingTables
@@ -89,6 +91,69 @@ def test_hand_written_tf_config_shards_and_restores(taobao_data, tmp_path):
         assert set(trained.files) <= set(restored)
         for name in trained.files:
             np.testing.assert_array_equal(restored[name], trained[name])
+    _one_process_resumes_with_slots(config, taobao_data, dump, shards)
+
+
+def _one_process_slots(config, step: int) -> dict[str, np.ndarray]:
+    """Every table's optimizer slots of the checkpoint at `step`, restored
+    with the optimizers into a one-process model, by `table/slot`; also
+    each optimizer's step count under "iterations/<optimizer>"."""
+    model = RunContext(config).create_model()
+    restore(model, checkpoint_path(config.model_dir, step))
+    optimizer = model.sparse_optimizer
+    slots = {
+        f"{name}/{slot}": value.numpy()
+        for name, table in tables_of(model, breadth_first=True)
+        for slot, value in zip(
+            optimizer.slot_names, optimizer.slot_variables(table), strict=True
+        )
+    }
+    slots["iterations/sparse"] = optimizer.iterations.numpy()
+    slots["iterations/dense"] = model.optimizer.iterations.numpy()
+    return slots
+
+
+def _one_process_resumes_with_slots(config, data, dump, shards) -> None:
+    """A one-process run resumes the 2-ps checkpoint of step 12 with its
+    optimizer state: every table's Adagrad accumulator, the sharded
+    ones' read from `sharded_sparse_optimizer`, and the step counts."""
+    restored = _one_process_slots(config, 12)
+    assert restored["iterations/sparse"] == 12
+    assert restored["iterations/dense"] == 12
+    with np.load(f"{dump}_slots.npz") as trained:
+        assert len(trained.files) == len(restored) - 2 == 18
+        for name in trained.files:
+            np.testing.assert_array_equal(restored[name], trained[name])
+    reader = tf.train.load_checkpoint(checkpoint_path(config.model_dir, 12))
+    # The sharded tables' slots are saved in their sharding order.
+    for index, name in enumerate(shards):
+        saved = reader.get_tensor(
+            f"sharded_sparse_optimizer/{index}_accumulator/"
+            ".ATTRIBUTES/VARIABLE_VALUE"
+        )
+        np.testing.assert_array_equal(restored[f"{name}/accumulator"], saved)
+        assert saved.any(), name
+    # Training continues in one process from those slots: accumulators
+    # only grow, and rows no later step touched keep their value (a
+    # reset would have zeroed them).
+    result = run_cli(
+        "easymatch.train_eval",
+        "--pipeline_config_path",
+        str(DEMO_CONFIG),
+        "--edit_config_json",
+        ps_edits(data, config.model_dir, **{"train_config.num_steps": 15}),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "restoring the embedding tables' optimizer slots table by table" in (
+        result.stderr
+    )
+    assert result_steps(Path(config.model_dir))[-1] == 15
+    continued = _one_process_slots(config, 15)
+    assert continued["iterations/sparse"] == 15
+    before = restored["user_id_emb/accumulator"]
+    after = continued["user_id_emb/accumulator"]
+    assert (after >= before).all() and (after > before).any()
+    assert ((before > 0) & (after == before)).any()
 
 
 # Both towers' embeddings of the same rows, with only tensorflow imported.

@@ -8,6 +8,7 @@ import os
 import keras
 import tensorflow as tf
 
+from easymatch.checkpoint import table_slots
 from easymatch.checkpoint.variables import variable_tree
 from easymatch.errors import EasyMatchError
 
@@ -17,11 +18,15 @@ CHECKPOINT_NAME = "model.ckpt"
 
 
 def make_checkpoint(
-    model: keras.Model, *, with_optimizers: bool = True
+    model: keras.Model,
+    *,
+    with_optimizers: bool = True,
+    slots: dict | None = None,
 ) -> tf.train.Checkpoint:
     """Model and both optimizers; the step is the dense optimizer's.
 
-    `model` is a MatchModel (compiled, for `with_optimizers`).
+    `model` is a MatchModel (compiled, for `with_optimizers`). `slots`
+    replaces the sparse optimizers' objects (table_slots.slot_objects).
     """
     optimizers = {}
     if with_optimizers:
@@ -32,6 +37,9 @@ def make_checkpoint(
         sharded = getattr(model, "sharded_sparse", None)
         if sharded is not None:
             optimizers["sharded_sparse_optimizer"] = sharded.checkpoint_tree()
+        if slots is not None:
+            optimizers.pop("sharded_sparse_optimizer", None)
+            optimizers.update(slots)
     return tf.train.Checkpoint(model=variable_tree(model), **optimizers)
 
 
@@ -65,8 +73,21 @@ def restore(
 ) -> None:
     """Restores weights (and optimizer slots and step unless told not to)."""
     path = resolve_checkpoint(path)
-    checkpoint = make_checkpoint(model, with_optimizers=with_optimizers)
     try:
+        # Written with another set of sharded tables: each table's
+        # optimizer slots are read by table.
+        slots = (
+            table_slots.slot_objects(model, path) if with_optimizers else None
+        )
+        if slots is not None:
+            logger.info(
+                "%s: written with other tables sharded; restoring the "
+                "embedding tables' optimizer slots table by table",
+                path,
+            )
+        checkpoint = make_checkpoint(
+            model, with_optimizers=with_optimizers, slots=slots
+        )
         status = checkpoint.read(path)
         status.assert_existing_objects_matched()
         status.expect_partial()

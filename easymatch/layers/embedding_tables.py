@@ -76,6 +76,16 @@ class EmbeddingTables(keras.layers.Layer):
         ones are in `sharded_tables`)."""
         return list(self._variables_by_table.values())
 
+    def table_variables(self) -> dict[str, Any]:
+        """Every table's variable by name, in the order of `tables`: a
+        Keras weight, or a sharded tf.Variable."""
+        return {
+            spec.name: self.sharded_tables[spec.name]
+            if spec.name in self.sharded_tables
+            else self._variables_by_table[spec.name]
+            for spec in self.tables
+        }
+
     def lookup(self, table_name: str, ids: Any) -> Any:
         """Embeds int ids `[..., L]` into `[..., L, dim]`; ids < 0 give 0.
 

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from easymatch import checkpoint
-from easymatch.checkpoint.variables import sublayers
+from easymatch.checkpoint.table_slots import tables_of
 from easymatch.data.dataset import make_dataset
 from easymatch.errors import ConfigError
 from easymatch.export.export_model import load_model
@@ -44,7 +44,10 @@ from easymatch.training.hooks import Hook, TrainState
 from easymatch.training.loop import Trainer, default_hooks
 from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import check_finite
-from easymatch.training.sharded_sparse import ShardedRowSparse
+from easymatch.training.sharded_sparse import (
+    ShardedRowSparse,
+    ShardedVariable,
+)
 from easymatch.training.sparse_optimizers import _RowSparseOptimizer
 from easymatch.training.strategies import peak_rss_mb
 
@@ -75,16 +78,13 @@ def table_sharding(
 
 
 def sharded_tables_of(model: MatchModel) -> dict[str, tf.Variable]:
-    """Every sharded table of the model by name, once, in layer order."""
-    found: dict[str, tf.Variable] = {}
-    layers = [model]
-    while layers:
-        layer = layers.pop(0)
-        for name, table in getattr(layer, "sharded_tables", {}).items():
-            if all(table is not seen for seen in found.values()):
-                found[name] = table
-        layers.extend(sublayers(layer))
-    return found
+    """Every sharded table of the model by name, once, in layer order
+    (breadth first: their optimizer slots' order in checkpoints)."""
+    return {
+        name: table
+        for name, table in tables_of(model, breadth_first=True)
+        if isinstance(table, ShardedVariable)
+    }
 
 
 def create_sharded_model(

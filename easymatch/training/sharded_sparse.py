@@ -51,6 +51,12 @@ class ShardedRowSparse:
             for (name, _), slot in zip(self._specs(), slots, strict=True)
         }
 
+    def slots_of(self, table: tf.Variable) -> list[tf.Variable]:
+        """The slot tables of `table` (one of `tables`), in the
+        optimizer's `slot_names` order."""
+        [index] = [i for i, t in enumerate(self.tables) if t is table]
+        return self.slots[index]
+
     def shard_variables(self) -> list[tf.Variable]:
         """Every shard of every table: what gradients are taken for."""
         return [shard for table in self.tables for shard in table.variables]

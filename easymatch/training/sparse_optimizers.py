@@ -64,6 +64,24 @@ class _RowSparseOptimizer(keras.optimizers.Optimizer):
         """(amount to subtract from the rows, new slot rows)."""
         raise NotImplementedError
 
+    @property
+    def slot_names(self) -> list[str]:
+        """The names of the slots each variable has, in `_rule`'s order."""
+        return [name for name, _ in self._slot_specs()]
+
+    def slot_variables(self, variable: keras.Variable) -> list[keras.Variable]:
+        """`variable`'s slots (after `build`), in `slot_names` order."""
+        index = self._get_variable_index(variable)
+        return [slot_list[index] for slot_list in self._slots]
+
+    def counters(self) -> dict[str, keras.Variable]:
+        """The optimizer's variables other than slots (its step count and
+        a constant learning rate) under their checkpoint names."""
+        counters = {"_iterations": self._iterations}
+        if isinstance(self._learning_rate, keras.Variable):
+            counters["_learning_rate"] = self._learning_rate
+        return counters
+
     def build(self, var_list: list[keras.Variable]) -> None:
         if self.built:
             return
@@ -108,8 +126,7 @@ class _RowSparseOptimizer(keras.optimizers.Optimizer):
     def update_step(
         self, gradient: Any, variable: tf.Variable, learning_rate: Any
     ) -> None:
-        index = self._get_variable_index(variable)
-        slots = [slot_list[index] for slot_list in self._slots]
+        slots = self.slot_variables(variable)
         lr = tf.cast(learning_rate, variable.dtype)
         gradient = tf.cast(gradient, variable.dtype)
         if isinstance(gradient, tf.IndexedSlices):
