@@ -20,7 +20,6 @@ from easymatch.config import load_pipeline_config  # noqa: E402
 from easymatch.errors import EasyMatchError, disk_error  # noqa: E402
 
 ERROR_LOG = "error.log"
-SEED_ENV = "PYTHON_RANDOM_SEED"
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -92,16 +91,15 @@ def run(main: Callable[[argparse.Namespace], None], args) -> None:
 
 
 def seed_everything() -> None:
-    """$PYTHON_RANDOM_SEED seeds Python, NumPy, TF and Keras (initial
-    weights, dropout seeds), so two runs start from the same weights."""
-    text = os.environ.get(SEED_ENV, "")
-    if not text:
-        return
-    if not text.isdigit():
-        raise EasyMatchError(f"{SEED_ENV}: {text!r} is not an integer >= 0")
-    import keras
+    """$PYTHON_RANDOM_SEED, when set, seeds Python, NumPy, TF and Keras in
+    every CLI. Training then seeds them with its run seed (the recorded
+    one on a resume, training/run_seed.py); eval, export and predict
+    draw and record nothing."""
+    from easymatch.training.run_seed import env_seed, seed_keras
 
-    keras.utils.set_random_seed(int(text))
+    seed = env_seed()
+    if seed is not None:
+        seed_keras(seed)
 
 
 def report_internal_error(error: Exception, args) -> None:

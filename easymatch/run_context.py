@@ -28,6 +28,7 @@ from easymatch.models.builder import build_model
 from easymatch.models.match_model import MatchModel
 from easymatch.specs.derive import derive_specs
 from easymatch.training.optimizers import build_optimizer
+from easymatch.training.run_seed import strategy_workers
 from easymatch.training.sparse_optimizers import build_sparse_optimizer
 
 
@@ -41,8 +42,12 @@ class RunContext:
         *,
         strategy: tf.distribute.Strategy | None = None,
         feature_set: FeatureSet | None = None,
+        seed: int = 0,
     ) -> None:
         self.config = config
+        # The run seed (training/run_seed.py): the training reader's
+        # shuffle and the training sampler's streams; 0 for eval, export.
+        self.seed = seed
         self.strategy = strategy or tf.distribute.get_strategy()
         self.feature_set = feature_set or build_feature_set(config)
         self.specs = derive_specs(config, self.feature_set.specs())
@@ -56,7 +61,11 @@ class RunContext:
     def negatives(self, *, training: bool) -> Negatives | None:
         """The train or eval sampler (its tables read once), or None."""
         if training not in self._negatives:
-            sampler = samplers.build_sampler(self.config, training)
+            # Evaluation draws from seed 0: its metrics depend on the
+            # checkpoint, not on the run that trained it.
+            sampler = samplers.build_sampler(
+                self.config, training, seed=self.seed if training else 0
+            )
             self._negatives[training] = build_negatives(
                 sampler, self.specs.data, self.feature_set
             )
@@ -77,17 +86,13 @@ class RunContext:
             training=training,
             batch_size=batch_size,
             shard=shard,
+            seed=self.seed,
         )
 
     @property
     def num_workers(self) -> int:
         """Workers of the strategy, each with one input pipeline."""
-        strategy = self.strategy
-        try:
-            local = len(strategy.extended.worker_devices)
-        except RuntimeError:  # the default strategy has no device list
-            return 1
-        return max(strategy.num_replicas_in_sync // max(local, 1), 1)
+        return strategy_workers(self.strategy)
 
     def create_model(
         self, strategy: tf.distribute.Strategy | None = None

@@ -76,8 +76,9 @@ def train(data, model_dir, num_steps: int) -> None:
     config = load_pipeline_config(
         sample_path(name), sampler_edits(name, data, model_dir, **edits)
     )
-    tf.keras.utils.set_random_seed(3)
-    train_and_evaluate(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHON_RANDOM_SEED", "3")
+        train_and_evaluate(config)
 
 
 def test_resumed_run_with_a_sampler_ends_identical(taobao_data, tmp_path):

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import DEMO_CONFIG, ROOT, demo_edits
 from gen_taobao_data import generate
@@ -108,8 +108,9 @@ def test_planted_informative_user_columns_rank_first(tmp_path):
         "eval_config.num_steps": 2,
     }
     config = load_pipeline_config(str(VD_CONFIG), json.dumps(edits))
-    keras.utils.set_random_seed(0)
-    train_and_evaluate(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHON_RANDOM_SEED", "0")
+        train_and_evaluate(config)
     result = run_tool(tmp_path / "model")
     assert result.returncode == 0, result.stderr
     user = parse_tables(result.stdout)["user"]

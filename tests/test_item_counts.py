@@ -128,8 +128,9 @@ def train(data, model_dir, num_steps: int) -> None:
             },
         ),
     )
-    tf.keras.utils.set_random_seed(3)
-    train_and_evaluate(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHON_RANDOM_SEED", "3")
+        train_and_evaluate(config)
 
 
 @pytest.mark.slow

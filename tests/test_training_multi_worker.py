@@ -36,6 +36,8 @@ SCRIPT = textwrap.dedent(
         def on_train_end(self, state, step):
             weights = [w.numpy() for w in state.model.weights]
             np.savez(sys.argv[3], *weights)
+            with open(sys.argv[3] + ".seed", "w") as out:
+                out.write(str(state.run.seed))
 
     seed_everything()
     cluster = read_tf_config()
@@ -62,10 +64,17 @@ def _edits(data, model_dir, **extra) -> str:
 
 
 def _start(
-    edits: str, weights, tf_config: str | None, config=DEMO_CONFIG
+    edits: str,
+    weights,
+    tf_config: str | None,
+    config=DEMO_CONFIG,
+    seed: str | None = "3",
 ) -> subprocess.Popen:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHON_RANDOM_SEED="3")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_CONFIG", None)
+    env.pop("PYTHON_RANDOM_SEED", None)
+    if seed is not None:
+        env["PYTHON_RANDOM_SEED"] = seed
     if tf_config is not None:
         env["TF_CONFIG"] = tf_config
     return subprocess.Popen(
@@ -96,7 +105,9 @@ def _finish(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _workers(edits: str, tmp_path, count: int = 2) -> list:
+def _workers(
+    edits: str, tmp_path, count: int = 2, seed: str | None = "3"
+) -> list:
     peers = [f"127.0.0.1:{free_port()}" for _ in range(count)]
     processes = [
         _start(
@@ -108,6 +119,7 @@ def _workers(edits: str, tmp_path, count: int = 2) -> list:
                     "task": {"type": "worker", "index": index},
                 }
             ),
+            seed=seed,
         )
         for index in range(count)
     ]
@@ -127,7 +139,15 @@ def _weights(path) -> list[np.ndarray]:
 
 def test_two_workers_end_identical(taobao_data, tmp_path):
     model_dir = tmp_path / "cluster"
-    metrics = _workers(_edits(taobao_data, model_dir), tmp_path)
+    # Without PYTHON_RANDOM_SEED the chief draws the run seed, and worker
+    # 1 takes it from the chief (a collective), not from model_dir.
+    metrics = _workers(_edits(taobao_data, model_dir), tmp_path, seed=None)
+    recorded = json.loads((model_dir / "run_seed.json").read_text())
+    assert recorded["source"] == "drawn"
+    assert recorded["num_workers"] == 2
+    for index in range(2):
+        seed = (tmp_path / f"w{index}.npz.seed").read_text()
+        assert int(seed) == recorded["seed"]
     first, second = (_weights(tmp_path / f"w{i}.npz") for i in range(2))
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)

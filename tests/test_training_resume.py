@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import DEMO_CONFIG, demo_edits
 
@@ -24,8 +25,9 @@ def train(data, model_dir, num_steps: int) -> None:
             },
         ),
     )
-    tf.keras.utils.set_random_seed(3)
-    train_and_evaluate(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHON_RANDOM_SEED", "3")
+        train_and_evaluate(config)
 
 
 def variables(model_dir) -> dict[str, np.ndarray]:

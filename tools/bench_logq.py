@@ -26,7 +26,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -125,7 +124,8 @@ def run_seed(
     }
     result: dict = {f"oracle_recall@{k}": oracle[k] for k in TOP_KS}
     for name in options:
-        keras.utils.set_random_seed(seed)
+        # The run seed of each option's training (training/run_seed.py).
+        os.environ["PYTHON_RANDOM_SEED"] = str(seed)
         started = time.perf_counter()
         with tempfile.TemporaryDirectory() as model_dir:
             config = option_config(

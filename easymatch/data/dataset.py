@@ -39,11 +39,9 @@ class Negatives:
     sampler: samplers.Sampler
     item_columns: dict[str, str]
 
-    def for_stream(self, stream: int, seed: int | None = None) -> Negatives:
+    def for_stream(self, stream: int) -> Negatives:
         """Worker ``stream``'s draws (see Sampler.for_stream)."""
-        return Negatives(
-            self.sampler.for_stream(stream, seed), self.item_columns
-        )
+        return Negatives(self.sampler.for_stream(stream), self.item_columns)
 
     def __call__(
         self, dataset: tf.data.Dataset, first_step: int
@@ -114,10 +112,12 @@ def make_reader(
     batch_size: int | None = None,
     columns: dict[str, str] | None = None,
     shard: tuple[int, int] = (0, 1),
+    seed: int = 0,
 ) -> TableReader:
     """A reader of every column the features, label, weight and ids need,
     or of ``columns`` (name → kind) only; of shard (index, count) of the
-    rows only (one worker's share, see data/shards.py)."""
+    rows only (one worker's share, see data/shards.py); a training reader
+    with ``data_config.shuffle`` shuffles by ``seed``."""
     kinds = columns
     if kinds is None:
         kinds = feature_columns(data, feature_set)
@@ -138,6 +138,7 @@ def make_reader(
         num_workers=data.num_workers,
         int64_candidates=int64_candidates(data, feature_set),
         shard=shard,
+        seed=seed,
     )
 
 

@@ -40,7 +40,7 @@ from easymatch.training.hooks import (
 )
 from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import all_finite, check_finite, split_logs
-from easymatch.training.sampler_streams import stream_seed
+from easymatch.training.run_seed import seed_keras, shared_run_seed
 from easymatch.training.sidecar_evaluator import TrainingDoneHook
 
 logger = logging.getLogger("easymatch")
@@ -99,13 +99,6 @@ def train_dataset_fn(run: RunContext, start_step: int) -> Callable:
     the batch after `start_step`."""
     config = run.config
     negatives = run.negatives(training=True)
-    seed = None
-    if negatives is not None:
-        seed = stream_seed(
-            config.model_dir,
-            run.num_workers,
-            record=run.strategy.extended.should_checkpoint,
-        )
     train_config = config.train_config
     num_epochs = None if train_config.num_steps else train_config.num_epochs
 
@@ -122,10 +115,10 @@ def train_dataset_fn(run: RunContext, start_step: int) -> Callable:
             shard=shard,
         )
         # Each step takes one batch per local replica; each worker draws
-        # its own negatives (sampler_streams.py).
+        # its own negatives from the run seed's streams (run_seed.py).
         streams = None
         if negatives is not None:
-            streams = negatives.for_stream(context.input_pipeline_id, seed)
+            streams = negatives.for_stream(context.input_pipeline_id)
         return make_dataset(
             reader,
             run.transform,
@@ -299,22 +292,33 @@ def train_and_evaluate(
     owns model_dir meanwhile (ModelDirLock).
     """
     os.makedirs(config.model_dir, exist_ok=True)
-    run = RunContext(config, strategy=strategy)
+    strategy = strategy or tf.distribute.get_strategy()
     hooks = default_hooks(
         config,
         ignore_restore_optimizer=ignore_restore_optimizer,
         make_exporter=make_exporter,
     ) + list(extra_hooks)
-    if run.strategy.extended.should_checkpoint:
+    if strategy.extended.should_checkpoint:
         with ModelDirLock(config.model_dir):
-            return Trainer(run, run.create_model(), hooks).train()
+            return _seeded_trainer(config, strategy, hooks).train()
     # Another worker of a cluster: checkpoint saves are collective, so it
     # saves too, into a scratch directory removed at the end; it restores
     # from model_dir (shared storage) and runs no writing hook.
     scratch = tempfile.mkdtemp(prefix="easymatch-worker-")
     try:
-        trainer = Trainer(run, run.create_model(), hooks, is_chief=False)
+        trainer = _seeded_trainer(config, strategy, hooks, is_chief=False)
         trainer.checkpoint_dir = scratch
         return trainer.train()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _seeded_trainer(
+    config, strategy: tf.distribute.Strategy, hooks, *, is_chief: bool = True
+) -> Trainer:
+    """The run seed (the chief's, on every worker; run_seed.py) seeds the
+    model's initial weights and dropout, the shuffle and the samplers."""
+    seed = shared_run_seed(strategy, config.model_dir)
+    seed_keras(seed)
+    run = RunContext(config, strategy=strategy, seed=seed)
+    return Trainer(run, run.create_model(), hooks, is_chief=is_chief)

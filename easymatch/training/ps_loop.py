@@ -44,6 +44,7 @@ from easymatch.training.hooks import Hook, TrainState
 from easymatch.training.loop import Trainer, default_hooks
 from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import check_finite
+from easymatch.training.run_seed import run_seed, seed_keras
 from easymatch.training.sharded_sparse import (
     ShardedRowSparse,
     ShardedVariable,
@@ -331,15 +332,18 @@ def train_and_evaluate_ps(
 ) -> dict[str, float]:
     """train_and_evaluate (loop.py) for the chief of a PS cluster."""
     os.makedirs(config.model_dir, exist_ok=True)
-    # Input, evaluation and hooks run on the chief, as in one process;
-    # only the model lives on the cluster.
-    run = RunContext(config)
     hooks = default_hooks(
         config,
         ignore_restore_optimizer=ignore_restore_optimizer,
         make_exporter=unsharded(make_exporter) if make_exporter else None,
     ) + list(extra_hooks)
     with ModelDirLock(config.model_dir):
+        # Input, evaluation and hooks run on the chief, as in one process,
+        # from the run seed (run_seed.py); only the model lives on the
+        # cluster.
+        seed = run_seed(config.model_dir, record=True)
+        seed_keras(seed)
+        run = RunContext(config, seed=seed)
         model = create_sharded_model(run, strategy, cluster.num_ps)
         metrics = ParameterServerTrainer(
             run, model, hooks, strategy, cluster

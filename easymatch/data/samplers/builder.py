@@ -19,12 +19,11 @@ from easymatch.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def build_sampler(
-    config, training: bool, seed: int | None = None
-) -> Sampler | None:
+def build_sampler(config, training: bool, seed: int = 0) -> Sampler | None:
     """The configured sampler for training or eval; None without one.
 
-    ``config`` is an EasyRecConfig; ``seed`` defaults to $EASYMATCH_SEED.
+    ``config`` is an EasyRecConfig; ``seed`` seeds its draws (the run seed
+    for training, training/run_seed.py).
     """
     data = config.data_config
     kind = data.WhichOneof("sampler")

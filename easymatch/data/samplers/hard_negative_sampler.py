@@ -70,7 +70,7 @@ class HardNegativeSampler(_WithHardNegatives, NegativeSampler):
         user_id_field: str,
         hard_edges: EdgeTable,
         num_hard_sample: int,
-        seed: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(items, num_sample, item_id_field, seed)
         self.input_columns = [item_id_field, user_id_field]
@@ -90,7 +90,7 @@ class HardNegativeSamplerV2(_WithHardNegatives, NegativeSamplerV2):
         pos_edge_path: str,
         hard_edges: EdgeTable,
         num_hard_sample: int,
-        seed: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(
             items,

@@ -6,14 +6,14 @@ it) and ``digest`` hashes the table rows of the batch's ids. A call's
 output depends on nothing else, so tf.data may run calls in any order on
 any thread. Worker k > 0 of a cluster draws from its own stream,
 ``default_rng([seed, step, digest, k])`` (``for_stream``): workers never
-share draws, and worker 0 draws what one process draws.
+share draws, and worker 0 draws what one process draws. Training
+samplers take the run seed (training/run_seed.py), evaluation's 0.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,31 +21,17 @@ import numpy as np
 
 from easymatch.data.samplers.alias import AliasTable
 from easymatch.data.samplers.tables import ItemTable
-from easymatch.errors import ConfigError, DataError
+from easymatch.errors import DataError
 from easymatch.side_inputs import (
     HARD_NEG_INDICES,
     NEG_ITEM_ID,
     NEG_LOG_Q,
 )
 
-SEED_ENV = "EASYMATCH_SEED"
-# The run's seed (cli.py) when EASYMATCH_SEED is unset.
-RUN_SEED_ENV = "PYTHON_RANDOM_SEED"
 # Rejection rounds before falling back to an exact draw from the weights
 # with the excluded items zeroed; this bounds the work of a batch whose
 # exclusions cover most of the weight.
 MAX_REJECTION_ROUNDS = 16
-
-
-def default_seed() -> int:
-    """$EASYMATCH_SEED, else $PYTHON_RANDOM_SEED, else 0."""
-    for name in (SEED_ENV, RUN_SEED_ENV):
-        text = os.environ.get(name, "")
-        if text and not text.isdigit():
-            raise ConfigError(f"{name}: {text!r} is not an integer >= 0")
-        if text:
-            return int(text)
-    return 0
 
 
 @dataclass
@@ -76,7 +62,7 @@ class Sampler:
         items: ItemTable,
         num_sample: int,
         item_id_field: str,
-        seed: int | None = None,
+        seed: int = 0,
     ) -> None:
         if num_sample < 1:
             raise ValueError(f"num_sample must be >= 1, got {num_sample}")
@@ -84,7 +70,7 @@ class Sampler:
         self.num_sample = num_sample
         self.item_id_field = item_id_field
         self.input_columns = [item_id_field]
-        self.seed = default_seed() if seed is None else seed
+        self.seed = seed
         # The cluster worker whose stream this draws (0: one process).
         self.stream = 0
         self.alias = AliasTable(items.weights)
@@ -104,13 +90,11 @@ class Sampler:
         """Rows of the negatives; ``step`` varies the draw per batch."""
         raise NotImplementedError
 
-    def for_stream(self, stream: int, seed: int | None = None) -> Sampler:
+    def for_stream(self, stream: int) -> Sampler:
         """This sampler (tables shared) drawing worker ``stream``'s
-        negatives, from ``seed`` if given."""
+        negatives."""
         sampler = copy.copy(self)
         sampler.stream = stream
-        if seed is not None:
-            sampler.seed = seed
         return sampler
 
     def rng(self, step: int, *rows: np.ndarray) -> np.random.Generator:

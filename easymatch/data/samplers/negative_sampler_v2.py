@@ -31,7 +31,7 @@ class NegativeSamplerV2(Sampler):
         user_id_field: str,
         pos_edges: EdgeTable,
         pos_edge_path: str,
-        seed: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__(items, num_sample, item_id_field, seed)
         self.user_id_field = user_id_field
