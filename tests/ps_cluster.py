@@ -53,7 +53,7 @@ CHIEF = textwrap.dedent(
             # Every table's optimizer slots, sharded or held by Keras.
             model, slots = state.model, {}
             optimizer = model.sparse_optimizer
-            for name, table in tables_of(model, breadth_first=True):
+            for name, _, table in tables_of(model, breadth_first=True):
                 if name in tables:
                     found = model.sharded_sparse.slots_of(table)
                     found = [

@@ -24,7 +24,7 @@ def test_norm_clipping_scales_all_gradients_by_one_global_norm():
     sparse = tf.IndexedSlices(
         tf.constant([[0.0, 4.0]]), tf.constant([2]), tf.constant([5, 2])
     )
-    clipped_dense, clipped_sparse = model._clip([dense, sparse])
+    clipped_dense, clipped_sparse = model.clip_gradients([dense, sparse])
     # Global norm sqrt(3² + 4²) = 5 → everything scaled by 1/5.
     np.testing.assert_allclose(clipped_dense.numpy(), [0.6, 0.0], rtol=1e-6)
     np.testing.assert_allclose(
@@ -39,7 +39,7 @@ def test_value_clipping_keeps_sparse_gradients_sparse():
     sparse = tf.IndexedSlices(
         tf.constant([[2.0, -0.1]]), tf.constant([1]), tf.constant([4, 2])
     )
-    (clipped,) = model._clip([sparse])
+    (clipped,) = model.clip_gradients([sparse])
     assert isinstance(clipped, tf.IndexedSlices)
     np.testing.assert_allclose(clipped.values.numpy(), [[0.5, -0.1]])
 

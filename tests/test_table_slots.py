@@ -44,16 +44,22 @@ def test_table_orders(taobao_data, tmp_path) -> None:
         str(DEMO_CONFIG), demo_edits(taobao_data, tmp_path)
     )
     model = RunContext(config).create_model()
-    depth_first = table_slots.tables_of(model, breadth_first=False)
-    # Depth first is the sparse optimizer's (Keras') order.
-    assert [id(t) for _, t in depth_first] == [
-        id(v) for v in model.split_variables()[0]
-    ]
+    tables = table_slots.tables_of(model, breadth_first=False)
+    depth_first = [(t.name, t.variable) for t in tables]
+    # Depth first is the sparse optimizer's (Keras') order; the paths are
+    # the Keras weights' (what the non-finite guard names).
+    keras_order = model.split_variables()[0]
+    assert [id(t) for _, t in depth_first] == [id(v) for v in keras_order]
+    assert [t.path for t in tables] == [v.path for v in keras_order]
+    assert tables[0].path == "embedding_tables/user_id_emb"
     assert [name for name, _ in depth_first][:2] == [
         "user_id_emb",
         "cms_segid_emb",
     ]
-    breadth_first = table_slots.tables_of(model, breadth_first=True)
+    breadth_first = [
+        (t.name, t.variable)
+        for t in table_slots.tables_of(model, breadth_first=True)
+    ]
     assert sorted(n for n, _ in breadth_first) == sorted(
         n for n, _ in depth_first
     )

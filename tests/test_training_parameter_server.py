@@ -14,7 +14,6 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
@@ -30,7 +29,12 @@ from ps_cluster import (
 )
 from serving import signature_rows
 
-from easymatch.checkpoint import checkpoint_path, restore, sublayers
+from easymatch.checkpoint import (
+    checkpoint_path,
+    make_checkpoint,
+    restore,
+    sublayers,
+)
 from easymatch.checkpoint.table_slots import tables_of
 from easymatch.config import load_pipeline_config
 from easymatch.export.export_model import load_model
@@ -103,7 +107,7 @@ def _one_process_slots(config, step: int) -> dict[str, np.ndarray]:
     optimizer = model.sparse_optimizer
     slots = {
         f"{name}/{slot}": value.numpy()
-        for name, table in tables_of(model, breadth_first=True)
+        for name, _, table in tables_of(model, breadth_first=True)
         for slot, value in zip(
             optimizer.slot_names, optimizer.slot_variables(table), strict=True
         )
@@ -346,30 +350,53 @@ def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
     assert result_steps(model_dir)[-1] == 30
 
 
+def _poison_new_users(config, step: int, first: int, last: int) -> None:
+    """Sets to NaN, in the checkpoint at `step`, the user_id_emb rows of
+    the users that the input's rows [first, last) bring and no earlier
+    row has (the data is read unshuffled)."""
+    users = pq.read_table(config.train_input_path, columns=["user_id"])
+    users = users.column(0).to_pylist()
+    new = sorted(set(users[first:last]) - set(users[:first]))
+    assert new
+    path = checkpoint_path(config.model_dir, step)
+    model = RunContext(config).create_model()
+    restore(model, path)
+    [table] = [
+        t.variable
+        for t in tables_of(model, breadth_first=True)
+        if t.name == "user_id_emb"
+    ]
+    value = table.numpy()
+    value[new] = np.nan
+    table.assign(value)
+    make_checkpoint(model).write(path)
+
+
 def test_non_finite_step_stops_before_its_checkpoint(taobao_data, tmp_path):
-    # Finite weights whose sum overflows float32 make the weighted loss
-    # NaN from the fifth batch (of 32 rows) on.
-    table = pq.read_table(taobao_data / "train.parquet")
-    weights = np.ones(table.num_rows)
-    weights[4 * 32 :] = 3e38
-    train_path = tmp_path / "train.parquet"
-    column = table.schema.get_field_index("sample_weight")
-    pq.write_table(
-        table.set_column(column, "sample_weight", pa.array(weights)),
-        train_path,
-    )
+    """Also: a PS run resumes a one-process checkpoint with its optimizer
+    slots."""
     model_dir = tmp_path / "model"
-    edits = ps_edits(
-        taobao_data,
-        model_dir,
-        **{
-            "train_input_path": str(train_path),
-            "data_config.shuffle": False,
-            "data_config.sample_weight_fields": ["sample_weight"],
-            "train_config.save_checkpoints_steps": 4,
-            "train_config.log_step_count_steps": 4,
-        },
+    options = {
+        "data_config.shuffle": False,
+        "train_config.save_checkpoints_steps": 4,
+        "train_config.log_step_count_steps": 4,
+    }
+    # Two steps in one process first: the cluster resumes from them.
+    result = run_cli(
+        "easymatch.train_eval",
+        "--pipeline_config_path",
+        str(DEMO_CONFIG),
+        "--edit_config_json",
+        ps_edits(
+            taobao_data, model_dir, **{**options, "train_config.num_steps": 2}
+        ),
     )
+    assert result.returncode == 0, result.stderr[-3000:]
+    edits = ps_edits(taobao_data, model_dir, **options)
+    config = load_pipeline_config(str(DEMO_CONFIG), edits)
+    # Users first seen in the fifth batch (of 32 rows) have NaN
+    # embeddings: that step's gradients are NaN, the sharded table's too.
+    _poison_new_users(config, 2, 4 * 32, 5 * 32)
     status, log = run_cluster(
         cluster_jobs(num_workers=1),
         train_eval_args(edits),
@@ -377,10 +404,27 @@ def test_non_finite_step_stops_before_its_checkpoint(taobao_data, tmp_path):
         tmp_path / "logs",
     )
     assert status == 2, log[-3000:]
+    assert "optimizer slots table by table" in log
+    # Named as the one-process guard names that table's gradient (its
+    # Keras weight's path), the first in the guard's order.
     assert re.search(
         r"easymatch: error: step 5: non-finite training: loss terms "
-        r"softmax_cross_entropy=\S+, regularization=\S+; first non-finite: "
-        r".+; the latest checkpoint stays the one of step 4\n",
+        r"softmax_cross_entropy=nan, regularization=\S+; first non-finite: "
+        r"gradient of embedding_tables/user_id_emb; the latest checkpoint "
+        r"stays the one of step 4\n",
         log,
     ), log[-3000:]
     assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-4")
+    # Steps 3 and 4 on the ps started from the one-process accumulators:
+    # they only grew, and rows those steps did not touch kept theirs.
+    one_process = tf.train.load_checkpoint(checkpoint_path(str(model_dir), 2))
+    [key] = [
+        name
+        for name, shape in one_process.get_variable_to_shape_map().items()
+        if name.startswith("sparse_optimizer/_variables/")
+        and shape == [2000, 16]
+    ]
+    before = one_process.get_tensor(key)
+    after = _one_process_slots(config, 4)["user_id_emb/accumulator"]
+    assert (after >= before).all() and (after > before).any()
+    assert ((before > 0) & (after == before)).any()

@@ -29,7 +29,7 @@ cannot come from that rule and ends in one error line.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import tensorflow as tf
@@ -38,24 +38,33 @@ from easymatch.checkpoint.variables import sublayers
 from easymatch.errors import EasyMatchError
 
 
-def tables_of(
-    model: keras.Model, *, breadth_first: bool
-) -> list[tuple[str, Any]]:
-    """(name, variable) of every table of the model once (a Keras weight
-    or a sharded tf.Variable), each EmbeddingTables layer's in its
+class Table(NamedTuple):
+    """An embedding table of a model."""
+
+    name: str
+    # Its name in messages, as the one-process guard names its gradient.
+    path: str
+    # A Keras weight, or a tf.Variable sharded over ps tasks.
+    variable: Any
+
+
+def tables_of(model: keras.Model, *, breadth_first: bool) -> list[Table]:
+    """Every table of the model once, each EmbeddingTables layer's in its
     tables' order.
 
     Depth first is Keras' trainable-variable order (a layer's own
     weights, then its sub-layers'); breadth first is the order of the
     sharded tables and of their optimizer slots (ps_loop).
     """
-    found: dict[int, tuple[str, Any]] = {}
+    found: dict[int, Table] = {}
     layers = [model]
     while layers:
         layer = layers.pop(0)
         if hasattr(layer, "table_variables"):
             for name, table in layer.table_variables().items():
-                found.setdefault(id(table), (name, table))
+                found.setdefault(
+                    id(table), Table(name, layer.table_path(name), table)
+                )
         children = sublayers(layer)
         layers = layers + children if breadth_first else children + layers
     return list(found.values())
@@ -116,7 +125,7 @@ def slot_objects(model: keras.Model, path: str) -> dict[str, Any] | None:
     if not hasattr(optimizer, "slot_variables"):
         return None
     held = _held_by_keras(path)
-    tables = [t for _, t in tables_of(model, breadth_first=False)]
+    tables = [t.variable for t in tables_of(model, breadth_first=False)]
     own = [id(t) for t in tables if id(t) not in _sharded(model)]
     if own != [id(v) for v in model.split_variables()[0]]:
         # Keras' order is what the optimizer's slot positions follow.
@@ -132,7 +141,9 @@ def slot_objects(model: keras.Model, path: str) -> dict[str, Any] | None:
             [slots[s] for slots in keras_held] for s in range(len(names))
         ]
     written = [
-        t for _, t in tables_of(model, breadth_first=True) if id(t) in sharded
+        t.variable
+        for t in tables_of(model, breadth_first=True)
+        if id(t.variable) in sharded
     ]
     if names and written:
         objects["sharded_sparse_optimizer"] = {

@@ -86,6 +86,13 @@ class EmbeddingTables(keras.layers.Layer):
             for spec in self.tables
         }
 
+    def table_path(self, table_name: str) -> str:
+        """The table's name in messages: its Keras weight's path in one
+        process (`<layer>/<table>`), for a sharded table too."""
+        if table_name in self.sharded_tables:
+            return f"{self.name}/{table_name}"
+        return self._variables_by_table[table_name].path
+
     def lookup(self, table_name: str, ids: Any) -> Any:
         """Embeds int ids `[..., L]` into `[..., L, dim]`; ids < 0 give 0.
 

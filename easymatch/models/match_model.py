@@ -47,6 +47,9 @@ class MatchModel(keras.Model):
         # {"clipping_type": "none"|"norm"|"value", "max_gradient": float}
         self.gradient_clipping = gradient_clipping
         self.sparse_optimizer: keras.optimizers.Optimizer | None = None
+        # Under parameter-server training: the tables sharded over ps
+        # tasks and their optimizer (training/sharded_sparse.py).
+        self.sharded_sparse = None
         self._float_inputs: tuple[str, ...] = ()
 
     # -- what subclasses provide -------------------------------------------
@@ -155,8 +158,10 @@ class MatchModel(keras.Model):
         if self.sparse_optimizer is None:
             dense = sparse + dense
             sparse = []
-        gradients = self._clip(tape.gradient(outputs["loss"], sparse + dense))
-        checks = self._finite_checks(
+        gradients = self.clip_gradients(
+            tape.gradient(outputs["loss"], sparse + dense)
+        )
+        checks = self.finite_checks(
             outputs["cross_entropy"], regularization, gradients, features
         )
         if sparse:
@@ -164,7 +169,7 @@ class MatchModel(keras.Model):
         self.optimizer.apply(gradients[len(sparse) :], dense)
         return {**outputs["logs"], **checks}
 
-    def _finite_checks(
+    def finite_checks(
         self,
         cross_entropy: tf.Tensor,
         regularization: tf.Tensor,
@@ -174,8 +179,10 @@ class MatchModel(keras.Model):
         """This step's loss terms and, in `finite_check_names` order,
         whether each loss term, gradient and float input is finite.
 
-        The loop stops at the first step where one is not (before any
-        checkpoint of its weights), and names it.
+        `gradients`: each sharded table's (a list of its shards'
+        gradients), then the trainable variables' (sparse, then dense).
+        The loop stops at the first step where one is not finite (before
+        any checkpoint of its weights), and names it.
         """
         self._float_inputs = tuple(
             sorted(
@@ -184,18 +191,9 @@ class MatchModel(keras.Model):
                 if value.dtype.is_floating
             )
         )
-        tensors = [cross_entropy, regularization]
-        tensors += [
-            g.values if isinstance(g, tf.IndexedSlices) else g
-            for g in gradients
-        ]
+        tensors = [cross_entropy, regularization, *gradients]
         tensors += [features[key] for key in self._float_inputs]
-        flags = [
-            tf.constant(True)
-            if t is None  # a variable this batch did not reach
-            else tf.reduce_all(tf.math.is_finite(t))
-            for t in tensors
-        ]
+        flags = [_finite(t) for t in tensors]
         return {
             FINITE: tf.cast(tf.stack(flags), tf.int32),
             LOSS_TERMS: tf.stack(
@@ -210,10 +208,12 @@ class MatchModel(keras.Model):
         """What each flag of a training step's FINITE log checks."""
         sparse, dense = self.split_variables()
         names = ["loss softmax_cross_entropy", "loss regularization"]
+        if self.sharded_sparse is not None:
+            names += [f"gradient of {p}" for p in self.sharded_sparse.paths]
         names += [f"gradient of {v.path}" for v in sparse + dense]
         return names + [f'input feature "{key}"' for key in self._float_inputs]
 
-    def _clip(self, gradients: list) -> list:
+    def clip_gradients(self, gradients: list) -> list:
         """train_config.grad_clipping over all gradients, dense and sparse.
 
         "norm" is torch's clip_grad_norm_ (one global L2 norm); row-sparse
@@ -267,3 +267,16 @@ def unpack_batch(data) -> tuple:
     x, label, sample_weight = data
     features, side_inputs = x if isinstance(x, tuple | list) else (x, {})
     return features, side_inputs, label, sample_weight
+
+
+def _finite(value) -> tf.Tensor:
+    """Whether every number of a tensor, a gradient (dense or row-sparse)
+    or a list of gradients (a sharded table's shards') is finite; None is
+    the gradient of a variable the batch did not reach."""
+    if value is None:
+        return tf.constant(True)
+    if isinstance(value, list):
+        return tf.reduce_all(tf.stack([_finite(v) for v in value] or [True]))
+    if isinstance(value, tf.IndexedSlices):
+        value = value.values
+    return tf.reduce_all(tf.math.is_finite(value))

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from easymatch import checkpoint
-from easymatch.checkpoint.table_slots import tables_of
+from easymatch.checkpoint.table_slots import Table, tables_of
 from easymatch.data.dataset import make_dataset
 from easymatch.errors import ConfigError
 from easymatch.export.export_model import load_model
@@ -78,14 +78,19 @@ def table_sharding(
     return sharded_tables.TableSharding(num_ps, min_bytes)
 
 
+def _sharded_tables(model: MatchModel) -> list[Table]:
+    """Every sharded table of the model once, in layer order (breadth
+    first: their optimizer slots' order in checkpoints)."""
+    return [
+        table
+        for table in tables_of(model, breadth_first=True)
+        if isinstance(table.variable, ShardedVariable)
+    ]
+
+
 def sharded_tables_of(model: MatchModel) -> dict[str, tf.Variable]:
-    """Every sharded table of the model by name, once, in layer order
-    (breadth first: their optimizer slots' order in checkpoints)."""
-    return {
-        name: table
-        for name, table in tables_of(model, breadth_first=True)
-        if isinstance(table, ShardedVariable)
-    }
+    """Every sharded table of the model by name, in layer order."""
+    return {table.name: table.variable for table in _sharded_tables(model)}
 
 
 def create_sharded_model(
@@ -94,7 +99,7 @@ def create_sharded_model(
     """The model under PSS, large tables sharded, with `sharded_sparse`."""
     with sharded_tables.sharding(table_sharding(run, num_ps)):
         model = run.create_model(strategy)
-    tables = sharded_tables_of(model)
+    tables = _sharded_tables(model)
     optimizer = model.sparse_optimizer
     if tables and not isinstance(optimizer, _RowSparseOptimizer):
         raise ConfigError(
@@ -103,9 +108,11 @@ def create_sharded_model(
         )
     with strategy.scope():
         model.sharded_sparse = ShardedRowSparse(
-            optimizer, list(tables.values())
+            optimizer,
+            [table.variable for table in tables],
+            paths=[table.path for table in tables],
         )
-    for name, table in tables.items():
+    for name, _, table in tables:
         logger.info(
             "table %s %s sharded over %d ps: %s",
             name,
@@ -142,16 +149,22 @@ def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
                 batch, training=True, compute_metrics=False
             )
         loss = outputs["loss"]
-        gradients = model._clip(tape.gradient(loss, shards + sparse + dense))
+        gradients = model.clip_gradients(
+            tape.gradient(loss, shards + sparse + dense)
+        )
+        tables = sharded.per_table(gradients[: len(shards)])
         if shards:
             sharded.apply(
                 gradients[: len(shards)], model.sparse_optimizer.learning_rate
             )
         gradients = gradients[len(shards) :]
-        # The Keras variables' gradients, in finite_check_names' order; a
-        # sharded table's gradient flows from the towers' and the loss.
-        checks = model._finite_checks(
-            outputs["cross_entropy"], regularization, gradients, features
+        # In finite_check_names' order: the sharded tables', then the
+        # Keras variables' gradients.
+        checks = model.finite_checks(
+            outputs["cross_entropy"],
+            regularization,
+            tables + gradients,
+            features,
         )
         if sparse:
             model.sparse_optimizer.apply(gradients[: len(sparse)], sparse)

@@ -31,10 +31,15 @@ class ShardedRowSparse:
     """
 
     def __init__(
-        self, optimizer: _RowSparseOptimizer, tables: list[tf.Variable]
+        self,
+        optimizer: _RowSparseOptimizer,
+        tables: list[tf.Variable],
+        paths: list[str] | None = None,
     ) -> None:
         self.optimizer = optimizer
         self.tables = list(tables)
+        # The tables' names in messages (the non-finite guard's).
+        self.paths = paths or [table.name for table in self.tables]
         self.slots = [
             [_slot(table, name, value) for name, value in self._specs()]
             for table in self.tables
@@ -60,6 +65,16 @@ class ShardedRowSparse:
     def shard_variables(self) -> list[tf.Variable]:
         """Every shard of every table: what gradients are taken for."""
         return [shard for table in self.tables for shard in table.variables]
+
+    def per_table(self, gradients: list) -> list[list]:
+        """`gradients` in the order of `shard_variables()`, grouped into
+        one list of its shards' gradients per table."""
+        grouped, position = [], 0
+        for table in self.tables:
+            count = len(table.variables)
+            grouped.append(list(gradients[position : position + count]))
+            position += count
+        return grouped
 
     def apply(self, gradients: list, learning_rate: tf.Tensor) -> None:
         """`gradients` in the order of `shard_variables()`."""
