@@ -1,7 +1,8 @@
 """SIGKILL at five points (after a step, during a checkpoint save, during
 an export), rerun: training finishes, resumes right after the latest
 checkpoint each time and ends bitwise equal to an uninterrupted run
-(issue #14, item 2)."""
+(issue #14, item 2), without PYTHON_RANDOM_SEED: the reruns continue the
+uninterrupted run's drawn seed from their record of it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from crash_trials import run_trials
 @pytest.mark.slow
 def test_killed_runs_finish_where_an_uninterrupted_run_ends(tmp_path):
     summary = run_trials(trials=1, kills=5, seed=1, work=str(tmp_path))
+    assert summary["run_seed_source"] == "drawn"
     assert summary["kills"] >= 5, summary
     assert summary["distinct_kill_points"] >= 5
     assert summary["kills_by_kind"]["save"] >= 1

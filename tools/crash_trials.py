@@ -12,6 +12,11 @@ latest when it was killed and trains from the next step (no step before
 it is trained twice, none is skipped); per trial: the run finishes and its
 final checkpoint equals, bitwise, an uninterrupted run's. Prints a JSON
 summary.
+
+No run gets PYTHON_RANDOM_SEED: the uninterrupted run draws its run seed
+and each trial's model_dir starts with that run's record of it
+(`run_seed.json`), so every rerun after a kill must take the recorded
+seed for its shuffle, sampler and dropout streams.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tools")]
 
 from gen_taobao_data import generate  # noqa: E402
+
+from easymatch.training.run_seed import SEED_ENV, SEED_FILE  # noqa: E402
 
 NUM_STEPS = 24
 SAVE_EVERY = 4
@@ -75,15 +82,15 @@ def launch(data: str, model_dir: str, log: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "easymatch.train_eval"]
     command += ["--pipeline_config_path", config]
     command += ["--edit_config_json", edits(data, model_dir)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop(SEED_ENV, None)
     with open(log, "w") as handle:
         return subprocess.Popen(
             command,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=handle,
-            env=dict(
-                os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHON_RANDOM_SEED="3"
-            ),
+            env=env,
         )
 
 
@@ -225,17 +232,25 @@ def run_trials(trials: int, kills: int, seed: int, work: str) -> dict:
     if process.wait() != 0:
         raise RuntimeError("the uninterrupted run failed")
     reference = final_weights(os.path.join(straight, "model"))
+    with open(os.path.join(straight, "model", SEED_FILE)) as source:
+        seed_source = json.load(source)["source"]
     rng = random.Random(seed)
     results = []
     for index in range(trials):
         trial_dir = os.path.join(work, f"trial{index}")
-        os.makedirs(trial_dir)
+        # The uninterrupted run's seed, as a resume would find it.
+        os.makedirs(os.path.join(trial_dir, "model"))
+        shutil.copy(
+            os.path.join(straight, "model", SEED_FILE),
+            os.path.join(trial_dir, "model"),
+        )
         results.append(
             trial(data, trial_dir, kill_points(rng, kills), reference)
         )
     all_kills = [k for r in results for k in r["kills"] if k["killed"]]
     return {
         "trials": trials,
+        "run_seed_source": seed_source,
         "kills": len(all_kills),
         "kills_by_kind": {
             kind: sum(k["kind"] == kind for k in all_kills) for kind in KINDS
