@@ -342,6 +342,8 @@ def test_best_checkpoint_is_selected_by_the_eval_results(exported, tmp_path):
         checkpoints.append_eval_result(
             str(tmp_path), step, {"softmax_cross_entropy": loss}
         )
+    # The evaluator's record of a step it never evaluated has no metric.
+    checkpoints.append_eval_result(str(tmp_path), 7, {"skipped": "deleted"})
     (tmp_path / "checkpoint").write_text(
         'model_checkpoint_path: "model.ckpt-15"\n'
     )

@@ -9,7 +9,14 @@ the model in one process with the default strategy, whatever strategy
 trains it (MWMS or parameter servers), and restores weights only.
 
 It ends once it has evaluated the checkpoint that the chief marked final
-(`TrainingDoneHook`, written after the last checkpoint). The chief's
+(`TrainingDoneHook`, written after the last checkpoint); a mark older
+than the evaluator is a previous run's (a resumed run's evaluator may
+start before its chief removes it). A checkpoint that `keep_checkpoint_max`
+deleted before the evaluator got to it is reported, not silently
+missed: the chief also records every step it saves (`SAVED_FILE`), and
+each saved step with neither a checkpoint nor an evaluation gets a
+warning and a `{"global_step": s, "skipped": ...}` line in
+train_eval_result_v2.txt; the last log line lists them. The chief's
 address answering is the chief being alive, as for `serve`: a chief that
 stops answering before the mark, or never answers within the peer
 timeout, ends the evaluator with one line.
@@ -26,6 +33,7 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from easymatch import checkpoint
+from easymatch.errors import EasyMatchError
 from easymatch.run_context import RunContext
 from easymatch.training.checkpoint_hooks import EvalResultHook, ExportHook
 from easymatch.training.cluster import (
@@ -45,12 +53,19 @@ from easymatch.training.hooks import (
 logger = logging.getLogger("easymatch")
 
 DONE_FILE = "training_done.json"
+SAVED_FILE = "saved_steps.txt"
+SKIPPED = "checkpoint deleted by keep_checkpoint_max before evaluation"
 
 
 class TrainingDoneHook(Hook):
-    """Marks model_dir's last checkpoint final for the evaluator task."""
+    """Marks model_dir's last checkpoint final for the evaluator task, and
+    records the step of every checkpoint saved."""
 
     chief_only = True
+
+    def on_checkpoint(self, state: TrainState, step: int) -> None:
+        with open(os.path.join(state.model_dir, SAVED_FILE), "a") as out:
+            out.write(f"{step}\n")
 
     def on_train_begin(self, state: TrainState) -> None:
         path = os.path.join(state.model_dir, DONE_FILE)
@@ -74,6 +89,41 @@ def final_step(model_dir: str, since: float) -> int | None:
             return int(json.load(source)["global_step"])
     except (OSError, ValueError, KeyError):
         return None
+
+
+def _saved_steps(model_dir: str) -> set[int]:
+    try:
+        with open(os.path.join(model_dir, SAVED_FILE)) as source:
+            return {int(line) for line in source if line.strip()}
+    except OSError:
+        return set()
+
+
+def _report_skipped(model_dir: str, after: int, before: int) -> list[int]:
+    """The steps saved after `after` and before `before` that have no
+    evaluation recorded (their checkpoints are gone): each is logged and
+    recorded as skipped; returns them."""
+    recorded = {
+        r["global_step"] for r in checkpoint.read_eval_results(model_dir)
+    }
+    skipped = sorted(
+        step
+        for step in _saved_steps(model_dir)
+        if after < step < before and step not in recorded
+    )
+    for step in skipped:
+        logger.warning("step %d: %s; not evaluated", step, SKIPPED)
+        checkpoint.append_eval_result(model_dir, step, {"skipped": SKIPPED})
+    return skipped
+
+
+def _gone(path: str) -> bool:
+    """Whether the checkpoint's files are deleted, or being deleted (TF
+    deletes the data files first): its index or a data file missing."""
+    data = tf.io.gfile.glob(f"{path}.data-*-of-*")
+    if not data or not tf.io.gfile.exists(f"{path}.index"):
+        return True
+    return len(data) < int(data[0].rsplit("-of-", 1)[1])
 
 
 def checkpoints_after(model_dir: str, step: int) -> list[str]:
@@ -112,15 +162,17 @@ def run_evaluator(
         hook.on_train_begin(state)
     chief = _chief_address(cluster)
     deadline = time.monotonic() + peer_timeout()
-    evaluated, seen = -1, False
+    evaluated, seen, skipped = -1, False, []
     while True:
         for path in checkpoints_after(config.model_dir, evaluated):
             step = checkpoint.checkpoint_step(path)
             try:
                 checkpoint.restore(model, path, with_optimizers=False)
-            except (tf.errors.NotFoundError, ValueError):
-                logger.warning("%s: gone before evaluation, skipped", path)
-                continue
+            except EasyMatchError:
+                if not _gone(path):
+                    raise
+                continue  # deleted meanwhile: skipped, reported below
+            skipped += _report_skipped(config.model_dir, evaluated, step)
             state.evaluated(step, evaluate(config.eval_input_path))
             evaluated = step
         final = final_step(config.model_dir, started)
@@ -142,6 +194,12 @@ def run_evaluator(
         time.sleep(poll_seconds)
     for hook in hooks:
         hook.on_train_end(state, evaluated)
+    logger.info(
+        "evaluator: done at step %d; not evaluated (%s): %s",
+        evaluated,
+        SKIPPED,
+        ", ".join(map(str, skipped)) or "none",
+    )
     return state.metrics
 
 
