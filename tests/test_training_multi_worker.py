@@ -266,7 +266,10 @@ def test_two_workers_rank_as_well_as_one_process(tmp_path):
     (tools/gen_planted_data.py) the expected Recall@10 over every user and
     item under the true distribution is a deterministic function of the
     model: two workers of batch 64 and one process of batch 128 (same
-    global batch, seed and steps) agree within 2 %."""
+    global batch, seed and steps) agree within 5 %. The shuffle's seed
+    alone moves it by that much: one process ranged 0.469-0.483 over run
+    seeds 1-4 (two workers 0.469-0.474), so 2 % passed or failed by the
+    seed; a worker that learned nothing would score about 0.05."""
     sys.path.insert(0, str(ROOT / "tools"))
     from bench_logq import tower_scores
     from gen_planted_data import (
@@ -341,4 +344,4 @@ def test_two_workers_rank_as_well_as_one_process(tmp_path):
     cluster = recall(tmp_path / "two", 64)
     print(json.dumps({"one_process": single, "two_workers": cluster}))
     assert single > 0.3
-    assert cluster == pytest.approx(single, rel=0.02)
+    assert cluster == pytest.approx(single, rel=0.05)
