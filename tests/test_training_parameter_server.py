@@ -259,8 +259,18 @@ def test_launch_exports_and_resumes_on_other_ps_count(taobao_data, tmp_path):
             chief = embeddings[f"chief_{side}"]
             assert chief.shape[0] == 8 and np.isfinite(chief).all()
             np.testing.assert_array_equal(chief, embeddings[f"offline_{side}"])
-    # A restart with 3 ps continues from step 12, the tables resharded;
-    # an evaluator task (sidecar) evaluates instead of the chief.
+    # A restart with 3 ps continues from step 12, the tables resharded,
+    # all but user_id_emb (128 kB, under the new shard_min_bytes), whose
+    # Adagrad accumulator moves into the Keras optimizer; an evaluator
+    # task (sidecar) evaluates instead of the chief.
+    resumed = ps_edits(
+        taobao_data,
+        model_dir,
+        **{
+            "train_config.num_steps": 15,
+            "train_config.shard_min_bytes": 200_000,
+        },
+    )
     result = run_cli(
         "easymatch.launch",
         "--num_workers",
@@ -272,16 +282,28 @@ def test_launch_exports_and_resumes_on_other_ps_count(taobao_data, tmp_path):
         "--pipeline_config_path",
         str(DEMO_CONFIG),
         "--edit_config_json",
-        ps_edits(taobao_data, model_dir, **{"train_config.num_steps": 15}),
+        resumed,
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     chief_log = (model_dir / "logs/chief_0.log").read_text()
-    assert "sharded over 3 ps" in chief_log
+    assert "table campaign_id_emb [20000, 16] sharded over 3 ps" in chief_log
+    assert "table user_id_emb" not in chief_log
     assert f"resuming from {model_dir}/model.ckpt-12" in chief_log
+    assert "optimizer slots table by table" in chief_log
     assert "eval at step" not in chief_log
     assert result_steps(model_dir)[:3] == [5, 10, 12]
     assert result_steps(model_dir)[-1] == 15
+    # Steps 13-15 grew the accumulator the 2-ps run had left.
+    saved = tf.train.load_checkpoint(checkpoint_path(str(model_dir), 12))
+    before = saved.get_tensor(
+        "sharded_sparse_optimizer/0_accumulator/.ATTRIBUTES/VARIABLE_VALUE"
+    )
+    config = load_pipeline_config(str(DEMO_CONFIG), resumed)
+    after = _one_process_slots(config, 15)["user_id_emb/accumulator"]
+    assert before.shape == (2000, 16)
+    assert (after >= before).all() and (after > before).any()
+    assert ((before > 0) & (after == before)).any()
 
 
 def test_killed_worker_does_not_stop_training(taobao_data, tmp_path):
