@@ -72,7 +72,7 @@ def disk_error(error: BaseException) -> DiskError | None:
     return DiskError(f"{scratch.group(1) if scratch else path}: {reason}")
 
 
-def _unescape(text: str) -> str:
+def unescape_assert_text(text: str) -> str:
     # Assert messages reach Python C-escaped once.
     return re.sub(r"\\(.)", r"\1", text)
 
@@ -92,7 +92,7 @@ def data_error_from_tf(error: Exception, where: str = "") -> DataError | None:
     end = text.find(CHECK_CLOSE, start)
     if start < 0 or end < 0:
         return None
-    message = _unescape(text[start + len(CHECK_OPEN) : end])
+    message = unescape_assert_text(text[start + len(CHECK_OPEN) : end])
     return DataError(f"{where}: {message}" if where else message)
 
 

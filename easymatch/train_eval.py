@@ -42,7 +42,7 @@ def main(args) -> None:
         run_evaluator(config, cluster, make_exporter)
         return
     if mode == PARAMETER_SERVER and cluster.task_type in ("ps", "worker"):
-        serve(cluster)
+        serve(cluster, config)
         return
     strategy = make_strategy(cluster, mode)
     if mode == PARAMETER_SERVER:

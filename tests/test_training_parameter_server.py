@@ -77,6 +77,10 @@ def test_hand_written_tf_config_shards_and_restores(taobao_data, tmp_path):
     )
     assert status == 0, log[-3000:]
     assert result_steps(model_dir) == [5, 10, 12]
+    # Each worker trained on batches of its own input; the checkpoint
+    # counts them (training/ps_input.py).
+    counts = _worker_batches(checkpoint_path(str(model_dir), 12))
+    assert counts.sum() == 12 and (counts > 0).all(), counts
     shards = json.loads(dump.with_suffix(".json").read_text())
     assert "user_id_emb" in shards and "cms_segid_emb" not in shards
     # Two half tables, one on each ps: no process holds a whole table.
@@ -158,6 +162,12 @@ def _one_process_resumes_with_slots(config, data, dump, shards) -> None:
     after = continued["user_id_emb/accumulator"]
     assert (after >= before).all() and (after > before).any()
     assert ((before > 0) & (after == before)).any()
+
+
+def _worker_batches(path) -> np.ndarray:
+    """The checkpoint's count of each of 2 workers' batches trained on."""
+    reader = tf.train.load_checkpoint(str(path))
+    return reader.get_tensor("worker_batches_of_2/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 # Both towers' embeddings of the same rows, with only tensorflow imported.
@@ -363,12 +373,18 @@ def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
         f"easymatch: error: TF_CONFIG: ps 1 ({jobs['ps'][1]}) is gone; "
         f"restart every task to resume from the checkpoint of step {step}"
     ) in log
-    # The restarted cluster (new ports) continues from that checkpoint.
+    # The restarted cluster (new ports) continues from that checkpoint,
+    # each worker from the first of its batches no step trained on.
     status, log = run_cluster(
         cluster_jobs(), command, edits, tmp_path / "again"
     )
     assert status == 0, log[-3000:]
     assert f"resuming from {latest}" in log
+    counts = _worker_batches(latest)
+    assert counts.sum() == step
+    for worker, count in enumerate(counts):
+        worker_log = (tmp_path / "again" / f"worker_{worker}.log").read_text()
+        assert f"worker {worker}: input from batch {count} " in worker_log
     assert result_steps(model_dir)[-1] == 30
 
 

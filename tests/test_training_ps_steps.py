@@ -1,5 +1,6 @@
 """Parameter-server steps against one process, and where a per-worker
-dataset's Python generator runs (why ps_loop ships batches)."""
+dataset's Python generator runs (why PS workers run the input pipeline
+in their own process, training/ps_worker.py)."""
 
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ def _model_variables(path) -> dict[str, np.ndarray]:
 
 
 def test_ps_steps_equal_one_process_steps(taobao_data, tmp_path, monkeypatch):
-    """From the same weights, two steps on one worker (sharded tables,
-    Adagrad slots on the ps, Adam for the towers, logQ's frequency
-    estimator) give the weights and estimator state of two one-process
-    steps: the same batches, the same updates."""
+    """From the same weights, two steps on one worker (its own input
+    pipeline, sharded tables, Adagrad slots on the ps, Adam for the
+    towers, logQ's frequency estimator) give the weights and estimator
+    state of two one-process steps: the same batches, the same updates."""
     monkeypatch.setenv("PYTHON_RANDOM_SEED", "7")
     options = {
         "train_config.num_steps": 2,
@@ -134,8 +135,9 @@ PER_WORKER = textwrap.dedent(
 
 
 def test_per_worker_generator_runs_on_the_chief(taobao_data, tmp_path):
-    """Why ps_loop ships batches: TF 2.20 runs a per-worker dataset's
-    Python generator in the chief's process, not on the worker."""
+    """Why a PS worker runs the input pipeline beside its server: TF 2.20
+    runs a per-worker dataset's Python generator in the chief's process,
+    not on the worker."""
     edits = ps_edits(taobao_data, tmp_path / "model")
     status, log = run_cluster(
         cluster_jobs(num_workers=1, num_ps=1),

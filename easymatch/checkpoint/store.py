@@ -22,11 +22,14 @@ def make_checkpoint(
     *,
     with_optimizers: bool = True,
     slots: dict | None = None,
+    restoring: str | None = None,
 ) -> tf.train.Checkpoint:
     """Model and both optimizers; the step is the dense optimizer's.
 
     `model` is a MatchModel (compiled, for `with_optimizers`). `slots`
     replaces the sparse optimizers' objects (table_slots.slot_objects).
+    When `restoring` a checkpoint, state that it may lack (a PS run's
+    input counts) is left out unless it holds them.
     """
     optimizers = {}
     if with_optimizers:
@@ -40,7 +43,19 @@ def make_checkpoint(
         if slots is not None:
             optimizers.pop("sharded_sparse_optimizer", None)
             optimizers.update(slots)
+        # Where each PS worker's input stands (training/ps_input.py).
+        inputs = getattr(model, "ps_input", None)
+        if inputs is not None and _holds(restoring, inputs.checkpoint_key()):
+            optimizers[inputs.checkpoint_key()] = inputs.positions
     return tf.train.Checkpoint(model=variable_tree(model), **optimizers)
+
+
+def _holds(path: str | None, key: str) -> bool:
+    if path is None:
+        return True
+    return any(
+        name.startswith(f"{key}/") for name, _ in tf.train.list_variables(path)
+    )
 
 
 def make_manager(
@@ -86,7 +101,7 @@ def restore(
                 path,
             )
         checkpoint = make_checkpoint(
-            model, with_optimizers=with_optimizers, slots=slots
+            model, with_optimizers=with_optimizers, slots=slots, restoring=path
         )
         status = checkpoint.read(path)
         status.assert_existing_objects_matched()

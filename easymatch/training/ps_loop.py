@@ -9,11 +9,8 @@ closure the coordinator runs on whichever worker is free, asynchronously;
 the loop joins them at logging and checkpoint steps. A worker that fails
 has its closures rerun on another one (ClusterCoordinator's recovery).
 
-The batches are read on the chief and travel with their closure: the
-input pipeline calls into Python (`tf.numpy_function`), which TF runs in
-the chief's process even under `create_per_worker_dataset` (measured),
-and a batch bound to its closure keeps the exact batch order for resume
-and for a closure rerun after a worker failure (docs/distributed.md).
+Each worker reads its own share of the input and trains on it: a step
+takes its worker's next batch from a per-worker dataset (ps_input.py).
 Checkpoints, evaluation, summaries and exports happen on the chief
 through the same hooks as in one process (loop.py); exports come from a
 one-process copy of the model restored from the sharded checkpoint, so
@@ -33,7 +30,6 @@ import tensorflow as tf
 
 from easymatch import checkpoint
 from easymatch.checkpoint.table_slots import Table, tables_of
-from easymatch.data.dataset import make_dataset
 from easymatch.errors import ConfigError
 from easymatch.export.export_model import load_model
 from easymatch.layers import sharded_tables
@@ -44,6 +40,7 @@ from easymatch.training.hooks import Hook, TrainState
 from easymatch.training.loop import Trainer, default_hooks
 from easymatch.training.model_dir_lock import ModelDirLock
 from easymatch.training.non_finite import check_finite
+from easymatch.training.ps_input import WorkerInput, worker_failure
 from easymatch.training.run_seed import run_seed, seed_keras
 from easymatch.training.sharded_sparse import (
     ShardedRowSparse,
@@ -181,6 +178,23 @@ def make_ps_step(model: MatchModel, strategy: tf.distribute.Strategy):
     return step
 
 
+def make_worker_step(
+    model: MatchModel, strategy: tf.distribute.Strategy, inputs: WorkerInput
+):
+    """`step(iterator, global_step)`: the PS step on the next batch of the
+    worker's own input, whose count it advances."""
+    batch_step = make_ps_step(model, strategy)
+
+    @tf.function(reduce_retracing=True)
+    def step(iterator, global_step):
+        tag, batch = next(iterator)
+        outputs = batch_step(batch, global_step)
+        inputs.record(tag)
+        return outputs
+
+    return step
+
+
 class ParameterServerTrainer(Trainer):
     """The step loop of loop.Trainer, each step scheduled on a worker."""
 
@@ -196,25 +210,10 @@ class ParameterServerTrainer(Trainer):
         self.strategy = strategy
         self.cluster = cluster
         self.coordinator = Coordinator(strategy)
-        self.step_fn = make_ps_step(model, strategy)
-
-    def _batches(self, start_step: int):
-        config = self.run.config
-        num_epochs = (
-            None
-            if config.train_config.num_steps
-            else config.train_config.num_epochs
+        self.inputs = model.ps_input = WorkerInput(
+            run, strategy, len(cluster.jobs["worker"])
         )
-        return iter(
-            make_dataset(
-                self.run.reader(config.train_input_path, training=True),
-                self.run.transform,
-                num_epochs=num_epochs,
-                skip_batches=start_step,
-                negatives=self.run.negatives(training=True),
-                first_step=start_step,
-            )
-        )
+        self.step_fn = make_worker_step(model, strategy, self.inputs)
 
     def _sync(self, step: int, pending: list, state: TrainState) -> list:
         """Waits for every scheduled step, stops at the first one that was
@@ -244,6 +243,11 @@ class ParameterServerTrainer(Trainer):
             return self._train(state)
         except (tf.errors.UnavailableError, tf.errors.AbortedError) as error:
             raise self._lost(error, state) from None
+        except tf.errors.InvalidArgumentError as error:
+            failure = worker_failure(error)
+            if failure is None:
+                raise
+            raise failure from None
 
     def _lost(self, error: tf.errors.OpError, state: TrainState) -> Exception:
         """One line naming the task that went away (a ps: a worker's
@@ -267,20 +271,16 @@ class ParameterServerTrainer(Trainer):
         for hook in self.hooks:
             hook.on_train_begin(state)
         step = state.start_step = int(self.model.optimizer.iterations.numpy())
-        batches = self._batches(step)
+        self.inputs.start_at(step)
+        iterator = self.inputs.iterator(self.coordinator)
         pending: list = []
         losses: list[float] = []
         tick, tick_step = time.perf_counter(), step
         while step < self.last_step:
-            try:
-                batch = next(batches)
-            except (StopIteration, tf.errors.OutOfRangeError):
-                logger.warning("training input ended at step %d", step)
-                break
             pending.append(
                 self.coordinator.schedule(
                     self.step_fn,
-                    args=(batch, tf.constant(step, tf.int64)),
+                    args=(iterator, tf.constant(step, tf.int64)),
                 )
             )
             step += 1
@@ -351,9 +351,9 @@ def train_and_evaluate_ps(
         make_exporter=unsharded(make_exporter) if make_exporter else None,
     ) + list(extra_hooks)
     with ModelDirLock(config.model_dir):
-        # Input, evaluation and hooks run on the chief, as in one process,
-        # from the run seed (run_seed.py); only the model lives on the
-        # cluster.
+        # Evaluation and hooks run on the chief, as in one process; each
+        # worker reads its input from the chief's run seed (run_seed.py,
+        # ps_input.py); the model lives on the cluster.
         seed = run_seed(config.model_dir, record=True)
         seed_keras(seed)
         run = RunContext(config, seed=seed)

@@ -13,7 +13,8 @@ from seed 0, so metrics depend on the checkpoint only.
 Under MultiWorkerMirroredStrategy every worker takes the chief's seed
 through a collective (`shared_run_seed`), so no worker but the chief
 reads or writes model_dir for it. Under ParameterServerStrategy the
-chief reads and draws everything (`run_seed`).
+chief takes it (`run_seed`) and sends it to each worker with the
+worker's start position (training/ps_input.py).
 
 Older model_dirs: a `sampler_streams.json` (the samplers' record before
 this one) supplies the seed and is folded into `run_seed.json`; a

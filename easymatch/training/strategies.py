@@ -109,8 +109,10 @@ def parameter_server_strategy(
     )
 
 
-def serve(cluster: Cluster, poll_seconds: float = 2.0) -> None:
-    """Runs this ps or worker task's server until the chief ends.
+def serve(cluster: Cluster, config=None, poll_seconds: float = 2.0) -> None:
+    """Runs this ps or worker task's server until the chief ends; a
+    worker given the pipeline `config` also produces its share of the
+    training input (ps_worker.py).
 
     The chief's address accepting connections is the chief being alive: a
     task leaves once the chief was seen and stopped answering, or when it
@@ -134,6 +136,10 @@ def serve(cluster: Cluster, poll_seconds: float = 2.0) -> None:
         server.target,
         chief,
     )
+    if config is not None and cluster.task_type == "worker":
+        from easymatch.training.ps_worker import BatchProducer
+
+        BatchProducer(config, cluster, server.target).start()
     # The launcher ends the servers with SIGTERM once the chief is done.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
