@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from easymatch.data.dataset import make_dataset
-from easymatch.errors import DataError
+from easymatch.errors import DataError, unescape_assert_text
 from easymatch.run_context import RunContext
 
 logger = logging.getLogger("easymatch")
@@ -222,7 +222,7 @@ def worker_failure(error: tf.errors.OpError) -> Exception | None:
     found = _FAILED.search(str(error))
     if found is None:
         return None
-    kind, text = found.groups()
+    kind, text = found.group(1), unescape_assert_text(found.group(2))
     if kind == "data":
         return DataError(text)
     return RuntimeError(f"input pipeline failed on {text}")
