@@ -126,7 +126,7 @@ PER_WORKER = textwrap.dedent(
     print(json.dumps({"total": int(total.numpy()), "chief": os.getpid()}))
     sys.stdout.flush()
     # The servers leave once they have seen the chief answer and then stop
-    # (strategies.serve polls every 2 s): a chief gone before their first
+    # (strategies.serve polls every 0.25 s): a chief gone before their first
     # poll would keep them waiting for the peer timeout.
     time.sleep(5)
     os._exit(0)

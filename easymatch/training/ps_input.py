@@ -52,17 +52,17 @@ _FAILED = re.compile(r"<easymatch-worker-input (data|internal): (.*?) >", re.S)
 
 
 def input_dataset(
-    run: RunContext, shard: tuple[int, int], seed: int, first_batch: int
+    run: RunContext, shard: tuple[int, int], first_batch: int
 ) -> tf.data.Dataset:
     """Worker `shard[0]`'s training batches from its `first_batch`: its
-    rows, its sampler stream, repeated without end."""
+    rows, its sampler stream of the run seed, repeated without end."""
     negatives = run.negatives(training=True)
     return make_dataset(
         run.reader(run.config.train_input_path, training=True, shard=shard),
         run.transform,
         num_epochs=None,
         skip_batches=first_batch,
-        negatives=negatives.for_stream(shard[0], seed) if negatives else None,
+        negatives=negatives.for_stream(shard[0]) if negatives else None,
         first_step=first_batch,
     )
 

@@ -109,7 +109,7 @@ def parameter_server_strategy(
     )
 
 
-def serve(cluster: Cluster, config=None, poll_seconds: float = 2.0) -> None:
+def serve(cluster: Cluster, config=None, poll_seconds: float = 0.25) -> None:
     """Runs this ps or worker task's server until the chief ends; a
     worker given the pipeline `config` also produces its share of the
     training input (ps_worker.py).
