@@ -343,9 +343,10 @@ def test_killed_worker_does_not_stop_training(taobao_data, tmp_path):
     assert result_steps(model_dir) == [20, 40]
 
 
-def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
-    taobao_data, tmp_path
-):
+@pytest.mark.parametrize("task", [("ps", 1), ("chief", 0)])
+def test_killed_task_and_a_restart_resumes(taobao_data, tmp_path, task):
+    """A dead ps ends the chief in one line; a dead chief lets the
+    servers leave by themselves. Restarting every task resumes."""
     model_dir = tmp_path / "model"
     edits = ps_edits(
         taobao_data,
@@ -359,20 +360,27 @@ def test_killed_ps_ends_in_one_line_and_a_restart_resumes(
     command = train_eval_args(edits)
     jobs = cluster_jobs()
     killed = []
-    kill_ps_1 = kill_after("eval at step 10", ("ps", 1), killed)
+    kill = kill_after("eval at step 10", task, killed)
 
     status, log = run_cluster(
-        jobs, command, edits, tmp_path / "logs", on_progress=kill_ps_1
+        jobs, command, edits, tmp_path / "logs", on_progress=kill
     )
     assert killed == [-signal.SIGKILL]
-    assert status == 2, log[-3000:]
     latest = tf.train.latest_checkpoint(str(model_dir))
     step = int(latest.rsplit("-", 1)[1])
     assert step in (10, 20)
-    assert (
-        f"easymatch: error: TF_CONFIG: ps 1 ({jobs['ps'][1]}) is gone; "
-        f"restart every task to resume from the checkpoint of step {step}"
-    ) in log
+    if task[0] == "ps":
+        assert status == 2, log[-3000:]
+        assert (
+            f"easymatch: error: TF_CONFIG: ps 1 ({jobs['ps'][1]}) is gone; "
+            f"restart every task to resume from the checkpoint of step {step}"
+        ) in log
+    else:
+        # run_cluster gave the servers 60 s to leave; they did, seeing
+        # the chief gone.
+        for server in ("ps_0", "ps_1", "worker_0", "worker_1"):
+            server_log = (tmp_path / "logs" / f"{server}.log").read_text()
+            assert "done serving; peak RSS" in server_log, server
     # The restarted cluster (new ports) continues from that checkpoint,
     # each worker from the first of its batches no step trained on.
     status, log = run_cluster(
