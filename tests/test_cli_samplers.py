@@ -81,6 +81,7 @@ def train(data, model_dir, num_steps: int) -> None:
         train_and_evaluate(config)
 
 
+@pytest.mark.slow
 def test_resumed_run_with_a_sampler_ends_identical(taobao_data, tmp_path):
     # Hard negatives, mixed negatives, logQ from the sampler and from the
     # streaming estimate, accidental hits: all of it resumes.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 from conftest import DEMO_CONFIG, ROOT, demo_edits, run_cli
 
@@ -17,6 +18,7 @@ def read_results(model_dir):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_train_eval_then_eval_write_results(taobao_data, tmp_path):
     model_dir = tmp_path / "model"
     edits = demo_edits(taobao_data, model_dir)
@@ -58,6 +60,7 @@ def test_train_eval_then_eval_write_results(taobao_data, tmp_path):
         assert abs(evaluated[key] - results[-1][key]) < 1e-5
 
 
+@pytest.mark.slow
 def test_rerun_resumes_from_latest_checkpoint(taobao_data, tmp_path):
     model_dir = tmp_path / "model"
     config = str(DEMO_CONFIG)
@@ -82,6 +85,7 @@ def test_rerun_resumes_from_latest_checkpoint(taobao_data, tmp_path):
     assert [r["global_step"] for r in read_results(model_dir)] == [5, 10]
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes(taobao_data, tmp_path):
     model_dir = tmp_path / "model"
     args = [

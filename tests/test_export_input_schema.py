@@ -65,6 +65,7 @@ def signature_dtypes(path) -> dict[str, tf.DType]:
     return {name: spec.dtype for name, spec in specs.items()}
 
 
+@pytest.mark.slow
 def test_eval_and_export_after_the_training_data_is_gone(trained):
     root, edits = trained
     config = load_pipeline_config(str(DEMO_CONFIG), edits)

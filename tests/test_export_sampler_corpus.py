@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import tensorflow as tf
 from test_negatives_pipeline import sample_path, sampler_edits
 
@@ -15,6 +16,7 @@ from easymatch.run_context import RunContext
 from easymatch.training.loop import train_and_evaluate
 
 
+@pytest.mark.slow
 def test_export_indexes_every_item_of_the_sampler_table(taobao_data, tmp_path):
     name = "dssm_negative_sampler_v2"
     config = load_pipeline_config(

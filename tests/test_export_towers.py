@@ -311,9 +311,7 @@ def test_crash_mid_export_leaves_no_directory(exported, monkeypatch):
 
     monkeypatch.setattr(export_model, "write_warmup", crash)
     # Only the writing matters here, not loading the checkpoint again.
-    monkeypatch.setattr(
-        export_model, "load_model", lambda *_: exported.model
-    )
+    monkeypatch.setattr(export_model, "load_model", lambda *_: exported.model)
     target = exported.directory.parent / "crashed"
     with pytest.raises(RuntimeError, match="injected crash"):
         export(RunContext(exported.config), exported.checkpoint, str(target))

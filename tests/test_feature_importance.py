@@ -95,6 +95,7 @@ def test_tool_explains_a_model_without_variational_dropout(
     assert "variational_dropout is not set" in result.stderr
 
 
+@pytest.mark.slow
 def test_planted_informative_user_columns_rank_first(tmp_path):
     data = tmp_path / "data"
     generate(

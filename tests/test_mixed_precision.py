@@ -88,6 +88,7 @@ def test_export_precision_unset_means_as_trained():
         )
 
 
+@pytest.mark.slow
 def test_bf16_trains_and_exports(taobao_data, tmp_path):
     config = load_pipeline_config(
         str(DEMO_CONFIG),

@@ -6,6 +6,7 @@ import json
 import logging
 from types import SimpleNamespace
 
+import pytest
 import tensorflow as tf
 from conftest import DEMO_CONFIG, demo_edits
 
@@ -108,6 +109,7 @@ def test_non_chief_skips_chief_only_hooks(taobao_data, tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path / "model")).endswith("-3")
 
 
+@pytest.mark.slow
 def test_finished_run_returns_its_recorded_evaluation(taobao_data, tmp_path):
     """Restarting a finished run trains nothing and evaluates nothing: it
     returns the evaluation recorded for the last checkpoint."""

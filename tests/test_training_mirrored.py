@@ -33,6 +33,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_two_replicas_train_and_evaluate(taobao_data, tmp_path):
     model_dir = tmp_path / "model"
     result = subprocess.run(

@@ -39,6 +39,7 @@ def variables(model_dir) -> dict[str, np.ndarray]:
     }
 
 
+@pytest.mark.slow
 def test_interrupted_and_straight_runs_end_identical(taobao_data, tmp_path):
     train(taobao_data, tmp_path / "straight", 10)
     train(taobao_data, tmp_path / "resumed", 4)
