@@ -53,8 +53,15 @@ class BatchProducer:
                 handle=start_queue(), component_types=[tf.int64]
             )
         # Not `with session`: that would make its graph the default one,
-        # and the input pipeline runs eagerly.
-        session = tf.compat.v1.Session(self.target, graph=graph)
+        # and the input pipeline runs eagerly. The device filter keeps the
+        # session on this task: unfiltered, its master would open sessions
+        # on every task of the cluster, beside the chief's (seen failing
+        # the chief's remote calls).
+        session = tf.compat.v1.Session(
+            self.target,
+            graph=graph,
+            config=tf.compat.v1.ConfigProto(device_filters=[device]),
+        )
         first, seed, dtypes = read_start_message(
             session.run(start), self.worker, self.num_workers
         )
