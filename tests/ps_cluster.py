@@ -11,6 +11,8 @@ import sys
 import textwrap
 import time
 
+import numpy as np
+import tensorflow as tf
 from conftest import DEMO_CONFIG, ROOT, demo_edits
 
 from easymatch.launch import free_port
@@ -173,3 +175,9 @@ def run_cluster(jobs, chief_command, edits, log_dir, on_progress=None):
 def result_steps(model_dir) -> list[int]:
     results = (model_dir / "train_eval_result_v2.txt").read_text()
     return [json.loads(line)["global_step"] for line in results.splitlines()]
+
+
+def worker_batches(path) -> np.ndarray:
+    """The checkpoint's count of each of 2 workers' batches trained on."""
+    reader = tf.train.load_checkpoint(str(path))
+    return reader.get_tensor("worker_batches_of_2/.ATTRIBUTES/VARIABLE_VALUE")

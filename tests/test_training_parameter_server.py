@@ -1,13 +1,13 @@
 """Parameter-server training end to end: chief, 2 workers and 2 ps as
 subprocesses on loopback (hand-written TF_CONFIG or easymatch.launch);
 sharded tables, checkpoint → one process, export, resume with another
-number of ps tasks, a worker killed mid-run."""
+number of ps tasks, the non-finite guard (killed tasks:
+test_training_ps_failures.py)."""
 
 from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -21,11 +21,11 @@ from conftest import DEMO_CONFIG, run_cli
 from ps_cluster import (
     CHIEF,
     cluster_jobs,
-    kill_after,
     ps_edits,
     result_steps,
     run_cluster,
     train_eval_args,
+    worker_batches,
 )
 from serving import signature_rows
 
@@ -79,7 +79,7 @@ def test_hand_written_tf_config_shards_and_restores(taobao_data, tmp_path):
     assert result_steps(model_dir) == [5, 10, 12]
     # Each worker trained on batches of its own input; the checkpoint
     # counts them (training/ps_input.py).
-    counts = _worker_batches(checkpoint_path(str(model_dir), 12))
+    counts = worker_batches(checkpoint_path(str(model_dir), 12))
     assert counts.sum() == 12 and (counts > 0).all(), counts
     shards = json.loads(dump.with_suffix(".json").read_text())
     assert "user_id_emb" in shards and "cms_segid_emb" not in shards
@@ -162,12 +162,6 @@ def _one_process_resumes_with_slots(config, data, dump, shards) -> None:
     after = continued["user_id_emb/accumulator"]
     assert (after >= before).all() and (after > before).any()
     assert ((before > 0) & (after == before)).any()
-
-
-def _worker_batches(path) -> np.ndarray:
-    """The checkpoint's count of each of 2 workers' batches trained on."""
-    reader = tf.train.load_checkpoint(str(path))
-    return reader.get_tensor("worker_batches_of_2/.ATTRIBUTES/VARIABLE_VALUE")
 
 
 # Both towers' embeddings of the same rows, with only tensorflow imported.
@@ -314,86 +308,6 @@ def test_launch_exports_and_resumes_on_other_ps_count(taobao_data, tmp_path):
     assert before.shape == (2000, 16)
     assert (after >= before).all() and (after > before).any()
     assert ((before > 0) & (after == before)).any()
-
-
-def test_killed_worker_does_not_stop_training(taobao_data, tmp_path):
-    model_dir = tmp_path / "model"
-    edits = ps_edits(
-        taobao_data,
-        model_dir,
-        **{
-            "train_config.num_steps": 40,
-            "train_config.save_checkpoints_steps": 20,
-            "train_config.log_step_count_steps": 10,
-        },
-    )
-    killed = []
-    # After the first logged steps, worker 1 dies.
-    kill_worker_1 = kill_after("step 10/40", ("worker", 1), killed)
-
-    status, log = run_cluster(
-        cluster_jobs(),
-        train_eval_args(edits),
-        edits,
-        tmp_path / "logs",
-        on_progress=kill_worker_1,
-    )
-    assert killed == [-signal.SIGKILL]
-    assert status == 0, log[-3000:]
-    assert result_steps(model_dir) == [20, 40]
-
-
-@pytest.mark.parametrize("task", [("ps", 1), ("chief", 0)])
-def test_killed_task_and_a_restart_resumes(taobao_data, tmp_path, task):
-    """A dead ps ends the chief in one line; a dead chief lets the
-    servers leave by themselves. Restarting every task resumes."""
-    model_dir = tmp_path / "model"
-    edits = ps_edits(
-        taobao_data,
-        model_dir,
-        **{
-            "train_config.num_steps": 30,
-            "train_config.save_checkpoints_steps": 10,
-            "train_config.log_step_count_steps": 10,
-        },
-    )
-    command = train_eval_args(edits)
-    jobs = cluster_jobs()
-    killed = []
-    kill = kill_after("eval at step 10", task, killed)
-
-    status, log = run_cluster(
-        jobs, command, edits, tmp_path / "logs", on_progress=kill
-    )
-    assert killed == [-signal.SIGKILL]
-    latest = tf.train.latest_checkpoint(str(model_dir))
-    step = int(latest.rsplit("-", 1)[1])
-    assert step in (10, 20)
-    if task[0] == "ps":
-        assert status == 2, log[-3000:]
-        assert (
-            f"easymatch: error: TF_CONFIG: ps 1 ({jobs['ps'][1]}) is gone; "
-            f"restart every task to resume from the checkpoint of step {step}"
-        ) in log
-    else:
-        # run_cluster gave the servers 60 s to leave; they did, seeing
-        # the chief gone.
-        for server in ("ps_0", "ps_1", "worker_0", "worker_1"):
-            server_log = (tmp_path / "logs" / f"{server}.log").read_text()
-            assert "done serving; peak RSS" in server_log, server
-    # The restarted cluster (new ports) continues from that checkpoint,
-    # each worker from the first of its batches no step trained on.
-    status, log = run_cluster(
-        cluster_jobs(), command, edits, tmp_path / "again"
-    )
-    assert status == 0, log[-3000:]
-    assert f"resuming from {latest}" in log
-    counts = _worker_batches(latest)
-    assert counts.sum() == step
-    for worker, count in enumerate(counts):
-        worker_log = (tmp_path / "again" / f"worker_{worker}.log").read_text()
-        assert f"worker {worker}: input from batch {count} " in worker_log
-    assert result_steps(model_dir)[-1] == 30
 
 
 def _poison_new_users(config, step: int, first: int, last: int) -> None:
