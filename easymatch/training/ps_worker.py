@@ -90,14 +90,15 @@ class BatchProducer:
 
     def _produce(self, put, first: int, seed: int, dtypes: list) -> None:
         run = RunContext(self.config, seed=seed)
-        layout = BatchLayout.of(run)
+        shard = (self.worker, self.num_workers)
+        dataset = input_dataset(run, shard, first)
+        layout = BatchLayout(dataset.element_spec)
         if layout.dtypes != dtypes:
             raise DataError(
                 f"{self.config.train_input_path}: this worker's input has "
                 f"columns of other types than the chief's: {layout.spec}"
             )
-        shard = (self.worker, self.num_workers)
-        for number, batch in enumerate(input_dataset(run, shard, first), first):
+        for number, batch in enumerate(dataset, first):
             put(layout.flatten(self.worker, number, batch))
 
     def _describe(self, error: Exception) -> tuple[str, str]:
